@@ -1,0 +1,102 @@
+# ctloop: the two commands a newcomer needs are `make demo` and `make test`; both set up what they need.
+SHELL := bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3.11
+IMAGES := validate train serve control watch
+ENVS := $(IMAGES) dev
+VENVS := .venvs
+UV := .tools/bin/uv
+# Locks are made for the images' platform: CPython 3.11 on x86_64 Linux.
+LOCK_FLAGS := --quiet --generate-hashes --python-version 3.11 --python-platform x86_64-manylinux_2_28 --no-header
+REGISTRY ?= ghcr.io/ctloop
+TAG ?= $(shell $(PYTHON) -c 'import re;print(re.search(r"\"(.+)\"", open("src/ctloop/__init__.py").read()).group(1))')
+CTLOOP := $(VENVS)/dev/bin/ctloop
+DEMO_DIR ?= .ctloop/demo
+PYTEST_ARGS ?=
+
+export UV_PYTHON_DOWNLOADS := never
+export UV_CACHE_DIR ?= $(HOME)/.cache/uv
+
+.PHONY: help setup lock test test-fast demo bench lint images prometheus clean
+
+help:
+	@echo "make demo    run the loop on the embedded default (sets everything up)"
+	@echo "make test    run every test suite in its own environment (sets everything up)"
+	@echo "make setup   build the local environments from the locks, install prometheus"
+	@echo "make lock    re-resolve images/*/requirements.in into hashed locks"
+	@echo "make lint    ruff format check and lint"
+	@echo "make bench   benchmarks, results under bench/results/"
+	@echo "make images  build the container images (needs a Docker engine)"
+
+$(UV): images/bootstrap.lock
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet --require-hashes --no-deps -r $<
+	touch $@
+
+# One environment per image, from the same lock the image installs (plus the test tools in local.lock).
+# The .ready stamp makes a second `make setup` with unchanged locks a no-op.
+$(VENVS)/%/.ready: images/%/local.lock pyproject.toml setup.py | $(UV)
+	[ -x $(VENVS)/$*/bin/python ] || $(UV) venv --quiet --python $(PYTHON) $(VENVS)/$*
+	VIRTUAL_ENV=$(VENVS)/$* $(UV) pip sync --quiet --require-hashes $<
+	VIRTUAL_ENV=$(VENVS)/$* $(UV) pip install --quiet --no-deps --editable .
+	touch $@
+
+setup: $(ENVS:%=$(VENVS)/%/.ready) prometheus
+
+# Debian's prometheus package provides the real server and promtool for the local stack and the tests.
+prometheus:
+	@if command -v prometheus >/dev/null && command -v promtool >/dev/null; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's prometheus package"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+	else \
+		echo "prometheus is missing and cannot be installed here (needs root and apt-get)." >&2; \
+		echo "Install it yourself: 'sudo apt-get install prometheus' on Debian/Ubuntu, or put the prometheus" >&2; \
+		echo "and promtool binaries from https://prometheus.io/download/ on PATH, then run make setup again." >&2; \
+		exit 1; \
+	fi
+
+lock: $(UV)
+	$(UV) pip compile $(LOCK_FLAGS) images/bootstrap.in -o images/bootstrap.lock
+	for env in $(ENVS); do \
+		$(UV) pip compile $(LOCK_FLAGS) images/$$env/requirements.in -o images/$$env/requirements.lock; \
+		$(UV) pip compile $(LOCK_FLAGS) images/$$env/local.in -c images/$$env/requirements.lock -o images/$$env/local.lock; \
+	done
+
+# Each suite runs in the environment of the image it tests, together with tests/core: the shared core must
+# work in every image. tests/dev holds the CLI, the local stack and cross-room tests.
+test: setup
+	for env in $(ENVS); do \
+		echo "== tests/core tests/$$env in $(VENVS)/$$env"; \
+		$(VENVS)/$$env/bin/python -m pytest tests/core tests/$$env $(PYTEST_ARGS); \
+	done
+
+# Skips tests marked slow (the end-to-end ones); CI runs everything through `make test`.
+test-fast: PYTEST_ARGS += -m "not slow"
+test-fast: test
+
+demo: setup
+	$(CTLOOP) config validate ctloop.yaml
+	$(CTLOOP) data generate --rows 20000 --seed 7 --out $(DEMO_DIR)/spans/2026-01 --start 2026-01-01 --format parquet
+	$(CTLOOP) data generate --rows 20000 --seed 8 --out $(DEMO_DIR)/spans/2026-02 --start 2026-02-01 --format parquet --drift covariate
+	$(CTLOOP) up
+	$(CTLOOP) status
+	@echo "demo: data under $(DEMO_DIR)/spans; the stack stays up, 'ctloop down' stops it."
+
+bench: setup
+	$(VENVS)/dev/bin/python -m ctloop.bench --out bench/results
+
+lint: $(VENVS)/dev/.ready
+	$(VENVS)/dev/bin/ruff format --check .
+	$(VENVS)/dev/bin/ruff check .
+
+images:
+	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "make images needs a running Docker engine" >&2; exit 1; }
+	for image in $(IMAGES); do \
+		docker build -f images/$$image/Dockerfile -t $(REGISTRY)/ctloop-$$image:$(TAG) . ; \
+	done
+
+clean:
+	rm -rf $(VENVS) .tools .ctloop

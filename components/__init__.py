@@ -1,0 +1,1 @@
+"""Mounted as a subpackage of ctloop; see setup.py."""

@@ -1,0 +1,150 @@
+"""The ``ctloop`` command. Each subcommand is a thin layer over a module that does the work."""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+import click
+
+from ctloop import __version__
+from ctloop.errors import CtloopError
+
+CONFIG_HELP = "Settings file (default: ./ctloop.yaml, or $CTLOOP_CONFIG)."
+
+
+def _fail(error: CtloopError) -> None:
+    click.echo(f"error: {error}", err=True)
+    sys.exit(error.exit_code)
+
+
+def reports_errors(fn):
+    """Turn ctloop's errors into one clear message and the error's exit status; bugs keep their traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except CtloopError as e:
+            _fail(e)
+
+    return wrapper
+
+
+def _settings(path: str):
+    from ctloop import artifacts, config
+
+    settings = config.load(path)
+    artifacts.configure(s3_endpoint_url=settings.endpoints.artifact_store.s3_endpoint_url)
+    return settings
+
+
+config_option = click.option(
+    "--config", "-c", "config_path", default="ctloop.yaml", envvar="CTLOOP_CONFIG", show_envvar=True, help=CONFIG_HELP
+)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """ctloop: continuous training for tabular models on Kubeflow Pipelines, Seldon Core and MLflow."""
+
+
+@main.command()
+def version() -> None:
+    """Print ctloop's version."""
+    click.echo(__version__)
+
+
+@main.group("config")
+def config_group() -> None:
+    """Check settings files."""
+
+
+@config_group.command("validate")
+@click.argument("file", type=click.Path(dir_okay=False))
+@reports_errors
+def config_validate(file: str) -> None:
+    """Validate FILE; print every bad key path and exit 2 when it is invalid."""
+    from ctloop import config
+
+    settings = config.load(file)
+    click.echo(
+        f"{file}: valid ({len(settings.features)} features, {len(settings.segments)} segments, "
+        f"task {settings.data.task.value}, mode {settings.mode.value})"
+    )
+
+
+@main.group("data")
+def data_group() -> None:
+    """Demo data."""
+
+
+@data_group.command("generate")
+@click.option("--rows", type=int, required=True, help="Rows in the span, 1,000 to 1,000,000.")
+@click.option("--out", required=True, help="Folder or URI (file://, s3://) for the data file and manifest.json.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Same seed, same bytes.")
+@click.option("--drift", type=click.Choice(["covariate", "concept", "new-category"]), help="Drift to inject.")
+@click.option("--format", "fmt", type=click.Choice(["csv", "parquet"]), default="parquet", show_default=True)
+@click.option("--start", type=click.DateTime(["%Y-%m-%d"]), help="First day of the span (default 2024-01-01).")
+@click.option("--days", type=int, default=30, show_default=True, help="Days the span covers.")
+@reports_errors
+def data_generate(rows, out, seed, drift, fmt, start, days) -> None:
+    """Write a seeded, credit-risk style span and its manifest."""
+    from ctloop import demo_data
+
+    start_date = start.date() if start else None
+    manifest = demo_data.write_span(out, rows=rows, seed=seed, start=start_date, days=days, drift=drift, fmt=fmt)
+    drift_text = manifest["drift"]["kind"] or "none"
+    click.echo(
+        f"wrote {manifest['rows']} rows ({manifest['start']} to {manifest['end']}, drift: {drift_text}, "
+        f"positive rate {manifest['positive_rate']:.3f}) to {out}"
+    )
+
+
+def _print_status(statuses) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("service", "state", "pid", "url")
+    for s in statuses:
+        color = {"healthy": "green", "starting": "yellow"}.get(s.state, "red")
+        table.add_row(s.name, f"[{color}]{s.state}[/]", str(s.pid or "-"), s.url)
+    Console().print(table)
+
+
+@main.command()
+@config_option
+@reports_errors
+def up(config_path: str) -> None:
+    """Start the local stack (MLflow, Prometheus) in the background and wait until it answers."""
+    from ctloop import stack
+
+    statuses = stack.up(_settings(config_path), progress=lambda line: click.echo(line, err=True))
+    _print_status(statuses)
+
+
+@main.command()
+@config_option
+@reports_errors
+def down(config_path: str) -> None:
+    """Stop the local stack."""
+    from ctloop import stack
+
+    _print_status(stack.down(_settings(config_path), progress=lambda line: click.echo(line, err=True)))
+
+
+@main.command()
+@config_option
+@reports_errors
+def status(config_path: str) -> None:
+    """Show the local stack's services with their URLs; exit 1 unless all are healthy."""
+    from ctloop import stack
+
+    statuses = stack.status(_settings(config_path))
+    _print_status(statuses)
+    if any(s.state != "healthy" for s in statuses):
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,450 @@
+"""The one settings object: ctloop.yaml, validated.
+
+Precedence, lowest first: the defaults below < the YAML file < ``CTLOOP_<PATH>`` environment variables
+(``CTLOOP_ENDPOINTS__MLFLOW__TRACKING_URI=http://mlflow:5000``: double underscores separate the key path,
+values are read as YAML scalars) < command-line flags. Unknown keys are errors, and every error names its
+key path. Relative paths in the file are relative to the file's folder.
+
+Written against ``pydantic.v1`` so that the same model imports in every image: pydantic 2.x ships that
+API, and the watch image is held at pydantic 1.10 (1.10.17+ has the ``pydantic.v1`` alias) by alibi-detect.
+"""
+
+from __future__ import annotations
+
+import os
+from enum import Enum
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic.v1 import BaseModel, Extra, Field, ValidationError, root_validator, validator
+
+from ctloop.errors import ConfigError
+
+__all__ = ["Settings", "load", "parse", "ENV_PREFIX"]
+
+ENV_PREFIX = "CTLOOP_"
+# Names CTLOOP_* variables that are not key paths.
+_NOT_KEYS = {"CTLOOP_CONFIG", "CTLOOP_HOME"}
+
+
+class _Model(BaseModel):
+    class Config:
+        extra = Extra.forbid
+        validate_assignment = True
+        allow_mutation = True
+
+
+def _unique(values: list[str], what: str) -> list[str]:
+    seen = set()
+    for v in values:
+        if v in seen:
+            raise ValueError(f"{what} {v!r} appears twice")
+        seen.add(v)
+    return values
+
+
+class Mode(str, Enum):
+    local = "local"
+    kubernetes = "kubernetes"
+
+
+class TaskType(str, Enum):
+    binary_classification = "binary_classification"
+    regression = "regression"
+    multiclass = "multiclass"
+
+
+class DataSource(_Model):
+    uri: str = Field(..., description="Dataset URI: a file or a folder of span files, path, file:// or s3://.")
+    format: Literal["auto", "csv", "parquet"] = Field("auto", description="File format; auto reads the suffix.")
+    label: str = Field(..., description="Label column.")
+    task: TaskType = Field(TaskType.binary_classification, description="What the model predicts.")
+    timestamp: str | None = Field(None, description="Event-time column, for time-based splits and spans.")
+    id_column: str | None = Field(None, description="Row identifier, never used as a feature.")
+
+
+class Feature(_Model):
+    name: str = Field(..., min_length=1, description="Column name.")
+    type: Literal["numeric", "categorical"] = Field(..., description="How the feature is encoded, tested and drawn.")
+    description: str = Field("", description="What the feature means, for reports.")
+    domain: list[str] | None = Field(None, description="Allowed categories (categorical only).")
+    min: float | None = Field(None, description="Smallest valid value (numeric only).")
+    max: float | None = Field(None, description="Largest valid value (numeric only).")
+    max_missing: float = Field(0.0, ge=0.0, le=1.0, description="Largest accepted share of missing values.")
+    required: bool = Field(True, description="The column must be present.")
+
+    @root_validator(skip_on_failure=True)
+    def _kind_specific(cls, values):
+        if values["type"] == "numeric" and values.get("domain") is not None:
+            raise ValueError("domain is for categorical features")
+        if values["type"] == "categorical" and (values.get("min") is not None or values.get("max") is not None):
+            raise ValueError("min and max are for numeric features")
+        lo, hi = values.get("min"), values.get("max")
+        if lo is not None and hi is not None and lo > hi:
+            raise ValueError(f"min ({lo}) is above max ({hi})")
+        return values
+
+
+class Segment(_Model):
+    """A slice the model is judged on: each value of a column, numeric bins of a column, or a cross of two."""
+
+    name: str = Field(..., min_length=1, description="Segment name in reports and gates.")
+    column: str | None = Field(None, description="One column: a segment per value, or per bin with bins.")
+    bins: list[float] | None = Field(None, description="Bin edges for a numeric column, ascending.")
+    cross: list[str] | None = Field(None, description="Two columns: a segment per pair of values.")
+
+    @root_validator(skip_on_failure=True)
+    def _one_kind(cls, values):
+        column, cross, bins = values.get("column"), values.get("cross"), values.get("bins")
+        if (column is None) == (cross is None):
+            raise ValueError("set exactly one of column or cross")
+        if cross is not None and (len(cross) != 2 or cross[0] == cross[1]):
+            raise ValueError("cross takes two different columns")
+        if bins is not None:
+            if column is None:
+                raise ValueError("bins need a column")
+            if len(bins) < 2 or any(a >= b for a, b in zip(bins, bins[1:])):
+                raise ValueError("bins must be at least two edges, strictly ascending")
+        return values
+
+    def columns(self) -> list[str]:
+        return [self.column] if self.column else list(self.cross or [])
+
+
+class ModelSettings(_Model):
+    objective: str = Field("binary:logistic", description="XGBoost objective; must fit data.task.")
+    params: dict[str, float | int | str | bool] = Field(
+        default_factory=lambda: {"max_depth": 5, "eta": 0.1, "subsample": 0.9, "colsample_bytree": 0.9},
+        description="XGBoost booster parameters (tree_method is always hist).",
+    )
+    num_boost_round: int = Field(400, ge=1, description="Most boosting rounds.")
+    early_stopping_rounds: int = Field(30, ge=1, description="Stop after this many rounds without validation gain.")
+    device: Literal["cpu", "cuda"] = Field("cpu", description="XGBoost device; cuda adds a GPU request to train.")
+    seed: int = Field(42, description="Seed for splits, training and bootstraps.")
+    split: dict[str, float] = Field(
+        default_factory=lambda: {"train": 0.7, "validation": 0.15, "test": 0.15},
+        description="Shares of the train, validation and test splits; they add up to 1.",
+    )
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="Decision threshold on the score.")
+    search: list[dict[str, float | int | str | bool]] = Field(
+        default_factory=list, description="Hyper-parameter trials, each merged over params; empty: one trial."
+    )
+
+    @validator("split")
+    def _split(cls, v):
+        if set(v) != {"train", "validation", "test"}:
+            raise ValueError("needs exactly the keys train, validation and test")
+        if any(share <= 0 for share in v.values()) or abs(sum(v.values()) - 1.0) > 1e-9:
+            raise ValueError("shares must be positive and add up to 1")
+        return v
+
+
+class DataGate(_Model):
+    default_linf: float = Field(0.2, gt=0.0, le=1.0, description="L-infinity threshold, categorical features.")
+    default_jsd: float = Field(0.1, gt=0.0, le=1.0, description="Jensen-Shannon threshold, numeric features.")
+    features: dict[str, float] = Field(default_factory=dict, description="Per-feature drift threshold overrides.")
+
+    @validator("features")
+    def _in_range(cls, v):
+        for name, threshold in v.items():
+            if not 0.0 < threshold <= 1.0:
+                raise ValueError(f"{name}: threshold must be in (0, 1], got {threshold}")
+        return v
+
+
+class SegmentGate(_Model):
+    min_rows: int = Field(200, ge=1, description="Segments smaller than this are reported, not gated.")
+    floors: dict[str, float] = Field(
+        default_factory=lambda: {"roc_auc": 0.6}, description="Lowest acceptable value per metric, every segment."
+    )
+    max_degradation: dict[str, float] = Field(
+        default_factory=lambda: {"roc_auc": 0.02},
+        description="Non-inferiority margin per metric against the champion, every segment.",
+    )
+    bootstrap: int = Field(200, ge=0, description="Bootstrap resamples for 95% intervals (0: none).")
+
+
+class Gates(_Model):
+    data: DataGate = Field(default_factory=DataGate)
+    segments: SegmentGate = Field(default_factory=SegmentGate)
+
+
+class DriftPolicy(_Model):
+    window_size: int = Field(500, ge=10, description="Events per evaluated window.")
+    min_window_size: int = Field(200, ge=10, description="A shorter window is not evaluated.")
+    p_value: float = Field(0.05, gt=0.0, lt=1.0, description="Family-wise significance per window.")
+    correction: Literal["bonferroni", "fdr"] = Field("bonferroni", description="Multiple-testing correction.")
+    confirm_windows: int = Field(2, ge=1, description="k: drifting windows needed ...")
+    of_last_windows: int = Field(3, ge=1, description="... among the last n windows.")
+    cooldown_s: int = Field(3600, ge=0, description="No new trigger this long after one.")
+    online: bool = Field(False, description="Also run CVMDriftOnline/FETDriftOnline on numeric and binary features.")
+    expected_run_time: int = Field(2000, ge=10, description="Online detectors' expected run time (events).")
+
+    @root_validator(skip_on_failure=True)
+    def _k_of_n(cls, values):
+        if values["confirm_windows"] > values["of_last_windows"]:
+            raise ValueError("confirm_windows cannot exceed of_last_windows")
+        if values["min_window_size"] > values["window_size"]:
+            raise ValueError("min_window_size cannot exceed window_size")
+        return values
+
+
+class RolloutPolicy(_Model):
+    mode: Literal["shadow-then-canary", "canary", "direct"] = Field(
+        "shadow-then-canary", description="How a blessed candidate reaches traffic."
+    )
+    steps: list[int] = Field(default_factory=lambda: [10, 25, 50, 100], description="Canary weights in percent.")
+    interval_s: int = Field(60, ge=1, description="Time between analyses.")
+    min_requests: int = Field(100, ge=0, description="Requests a step needs before it is judged.")
+    max_failed_checks: int = Field(2, ge=0, description="Failed analyses tolerated before rolling back.")
+    deadline_s: int = Field(3600, ge=1, description="A phase that lasts longer fails the rollout.")
+
+    @validator("steps")
+    def _steps(cls, v):
+        if not v or any(not 0 < w <= 100 for w in v) or any(a >= b for a, b in zip(v, v[1:])) or v[-1] != 100:
+            raise ValueError("weights must be in (0, 100], strictly ascending, ending at 100")
+        return v
+
+
+class PrometheusEndpoint(_Model):
+    url: str = Field("http://127.0.0.1:9590", description="Prometheus HTTP API base URL (the metric source).")
+
+    @validator("url")
+    def _http(cls, v):
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"must be an http:// or https:// URL, got {v!r}")
+        return v.rstrip("/")
+
+
+class MlflowEndpoint(_Model):
+    tracking_uri: str = Field("http://127.0.0.1:5500", description="MLflow tracking server.")
+    registered_model: str = Field("ctloop-credit-risk", description="Registered model name.")
+
+
+class KfpEndpoint(_Model):
+    host: str | None = Field(None, description="KFP API endpoint; unset in the local mode.")
+    namespace: str = Field("kubeflow", description="KFP namespace (multi-user installs: the profile).")
+    experiment: str = Field("ctloop", description="KFP experiment that runs are filed under.")
+
+
+class ArtifactStoreEndpoint(_Model):
+    root: str = Field(".ctloop/artifacts", description="Where pipeline outputs go: a path, file:// or s3:// URI.")
+    s3_endpoint_url: str | None = Field(None, description="S3-protocol endpoint (MinIO); unset for AWS.")
+
+
+class Endpoints(_Model):
+    mlflow: MlflowEndpoint = Field(default_factory=MlflowEndpoint)
+    kfp: KfpEndpoint = Field(default_factory=KfpEndpoint)
+    prometheus: PrometheusEndpoint = Field(default_factory=PrometheusEndpoint)
+    artifact_store: ArtifactStoreEndpoint = Field(default_factory=ArtifactStoreEndpoint)
+
+
+class LocalStack(_Model):
+    state_dir: str = Field(".ctloop", description="Logs, PIDs and data of the local stack's services.")
+    mlflow_port: int = Field(5500, ge=1, le=65535, description="Loopback port of the local MLflow server.")
+    prometheus_port: int = Field(9590, ge=1, le=65535, description="Loopback port of the local Prometheus.")
+    scrape_interval_s: int = Field(5, ge=1, description="Scrape and rule evaluation interval of the local Prometheus.")
+    startup_timeout_s: int = Field(180, ge=1, description="How long `ctloop up` waits for every service to answer.")
+
+
+class Settings(_Model):
+    """Everything ctloop needs to know about one model's continuous-training loop."""
+
+    version: Literal[1] = Field(1, description="Version of this file's format.")
+    mode: Mode = Field(Mode.local, description="local: one machine, no cluster; kubernetes: KFP and Seldon.")
+    name: str = Field("credit-risk", regex=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="DNS-1123 label.")
+    data: DataSource
+    features: list[Feature] = Field(..., min_items=1)
+    segments: list[Segment] = Field(default_factory=list)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    gates: Gates = Field(default_factory=Gates)
+    drift: DriftPolicy = Field(default_factory=DriftPolicy)
+    rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
+    endpoints: Endpoints = Field(default_factory=Endpoints)
+    local: LocalStack = Field(default_factory=LocalStack)
+
+    @validator("features")
+    def _feature_names(cls, v):
+        _unique([f.name for f in v], "feature")
+        return v
+
+    @validator("segments")
+    def _segment_names(cls, v):
+        _unique([s.name for s in v], "segment")
+        return v
+
+    @root_validator(skip_on_failure=True)
+    def _cross_checks(cls, values):
+        data, features = values["data"], values["features"]
+        names = {f.name for f in features}
+        if data.label in names:
+            raise ValueError(f"data.label {data.label!r} is also listed in features")
+        reserved = {c for c in (data.timestamp, data.id_column) if c}
+        if reserved & names:
+            raise ValueError(f"features list the timestamp or id column {sorted(reserved & names)}")
+        objective = values["model"].objective
+        expected = {
+            TaskType.binary_classification: "binary:",
+            TaskType.regression: "reg:",
+            TaskType.multiclass: "multi:",
+        }[data.task]
+        if not objective.startswith(expected):
+            raise ValueError(f"model.objective {objective!r} does not fit data.task {data.task.value!r}")
+        kinds = {f.name: f.type for f in features}
+        for seg in values["segments"]:
+            if seg.bins is not None and kinds.get(seg.column) == "categorical":
+                raise ValueError(f"segment {seg.name!r}: bins need a numeric column, {seg.column!r} is categorical")
+        return values
+
+    def feature(self, name: str) -> Feature:
+        return next(f for f in self.features if f.name == name)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Loading
+
+
+def _key_path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        if part == "__root__":
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _problems(error: ValidationError) -> list[tuple]:
+    problems = []
+    for e in error.errors():
+        message = e["msg"]
+        if e["type"] == "value_error.extra":
+            message = "unknown key"
+        problems.append((_key_path(e["loc"]), message))
+    return problems
+
+
+def _set_path(tree: dict[str, Any], path: list[str], value: Any) -> None:
+    node = tree
+    for key in path[:-1]:
+        child = node.get(key)
+        if child is None:
+            child = node[key] = {}
+        if not isinstance(child, dict):
+            raise KeyError(key)
+        node = child
+    node[path[-1]] = value
+
+
+def _apply_env(raw: dict[str, Any], environ: dict[str, str]) -> list[tuple]:
+    problems = []
+    for var in sorted(environ):
+        if not var.startswith(ENV_PREFIX) or var in _NOT_KEYS:
+            continue
+        path = var[len(ENV_PREFIX) :].lower().split("__")
+        try:
+            value = yaml.safe_load(environ[var]) if environ[var] != "" else ""
+            _set_path(raw, path, value)
+        except (KeyError, yaml.YAMLError) as e:
+            problems.append((var, f"cannot be applied ({e})"))
+    return problems
+
+
+def _resolve_paths(settings: Settings, base: Path) -> Settings:
+    def resolve(uri: str) -> str:
+        if "://" in uri or uri.startswith("/"):
+            return uri
+        return str((base / uri).resolve())
+
+    settings.data.uri = resolve(settings.data.uri)
+    settings.endpoints.artifact_store.root = resolve(settings.endpoints.artifact_store.root)
+    settings.local.state_dir = resolve(settings.local.state_dir)
+    return settings
+
+
+def parse(raw: Any, source: str = "<settings>", base: Path | None = None, environ=None) -> Settings:
+    """Validate a parsed mapping (plus environment overrides) into Settings, or raise ConfigError."""
+    if not isinstance(raw, dict):
+        raise ConfigError(source, [("(top level)", f"must be a mapping of keys, got {type(raw).__name__}")])
+    problems = _apply_env(raw, dict(os.environ) if environ is None else environ)
+    try:
+        settings = Settings.parse_obj(raw)
+    except ValidationError as e:
+        problems += _problems(e)
+    if problems:
+        raise ConfigError(source, problems)
+    return _resolve_paths(settings, base or Path.cwd())
+
+
+def load(path: str | Path, environ=None) -> Settings:
+    """Read and validate ctloop.yaml."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(str(path), [("(file)", "no such file")]) from None
+    except (IsADirectoryError, PermissionError, UnicodeDecodeError) as e:
+        raise ConfigError(str(path), [("(file)", f"cannot be read: {e}")]) from None
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "(file)"
+        raise ConfigError(str(path), [(where, f"not valid YAML: {getattr(e, 'problem', e)}")]) from None
+    if raw is None:
+        raise ConfigError(str(path), [("(file)", "is empty")])
+    return parse(raw, source=str(path), base=path.parent.resolve(), environ=environ)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Reference documentation, generated from the model so that it cannot drift from it (docs/config.md).
+
+
+def _type_name(field) -> str:
+    outer = field.outer_type_
+    if isinstance(outer, type) and issubclass(outer, Enum):
+        return " \\| ".join(m.value for m in outer)
+    text = field._type_display()
+    for constrained, plain in (
+        ("ConstrainedStrValue", "str"),
+        ("ConstrainedFloatValue", "float"),
+        ("ConstrainedIntValue", "int"),
+    ):
+        text = text.replace(constrained, plain)
+    return text.replace("|", "\\|")
+
+
+def _rows(model: type[BaseModel], prefix: str) -> List[str]:
+    rows = []
+    for name, field in model.__fields__.items():
+        path = f"{prefix}{name}"
+        sub = field.type_ if isinstance(field.type_, type) and issubclass(field.type_, BaseModel) else None
+        if sub is not None:
+            suffix = "[]" if field.outer_type_ is not field.type_ else ""
+            rows += _rows(sub, f"{path}{suffix}.")
+            continue
+        if field.required:
+            default = "required"
+        elif field.default_factory is not None:
+            default = f"`{field.default_factory()!r}`"
+        else:
+            default = f"`{field.default.value if isinstance(field.default, Enum) else field.default!r}`"
+        description = field.field_info.description or ""
+        rows.append(f"| `{path}` | {_type_name(field)} | {default} | {description} |")
+    return rows
+
+
+def reference_markdown() -> str:
+    header = (
+        "# ctloop.yaml reference\n\n"
+        "Generated from `src/ctloop/config.py` by `python -m ctloop.config > docs/config.md`; a test keeps it current.\n"
+        "Precedence, lowest first: defaults < the file < `CTLOOP_<KEY>__<KEY>` environment variables < command-line\n"
+        "flags. Unknown keys are errors; every error names its key path. Relative paths are relative to the file.\n"
+        "The example is `ctloop.yaml` at the top of the repository.\n\n"
+        "| key | type | default | meaning |\n| --- | --- | --- | --- |\n"
+    )
+    return header + "\n".join(_rows(Settings, "")) + "\n"
+
+
+if __name__ == "__main__":
+    print(reference_markdown(), end="")

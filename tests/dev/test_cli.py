@@ -1,0 +1,68 @@
+"""The ctloop command as a user runs it: a real process, its output and its exit status."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from ctloop import __version__
+
+CTLOOP = [sys.executable, "-m", "ctloop.cli"]
+
+
+def ctloop(*args, cwd=None):
+    return subprocess.run([*CTLOOP, *args], capture_output=True, text=True, cwd=cwd)
+
+
+def test_version():
+    result = ctloop("version")
+    assert result.returncode == 0 and result.stdout.strip() == __version__
+
+
+def test_config_validate_accepts_the_example(tmp_path, example_config_text):
+    (tmp_path / "ctloop.yaml").write_text(example_config_text)
+    result = ctloop("config", "validate", "ctloop.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "valid" in result.stdout and "14 features" in result.stdout
+
+
+def test_config_validate_rejects_a_broken_file_with_every_key_path(tmp_path, example_config_text):
+    broken = example_config_text.replace("task: binary_classification", "task: ranking").replace(
+        "  interval_s: 60", "  interval_s: 60\n  speed: fast"
+    )
+    (tmp_path / "broken.yaml").write_text(broken)
+    result = ctloop("config", "validate", str(tmp_path / "broken.yaml"))
+    assert result.returncode == 2
+    assert "data.task:" in result.stderr and "rollout.speed: unknown key" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_config_validate_missing_file_is_one_line(tmp_path):
+    result = ctloop("config", "validate", str(tmp_path / "nope.yaml"))
+    assert result.returncode == 2
+    assert "nope.yaml" in result.stderr and "no such file" in result.stderr and "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_data_generate_writes_span_and_manifest(tmp_path, fmt):
+    out = tmp_path / "span"
+    result = ctloop("data", "generate", "--rows", "2000", "--seed", "3", "--out", str(out), "--format", fmt,
+                    "--drift", "new-category", "--start", "2026-03-01")  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["rows"] == 2000 and manifest["drift"]["kind"] == "new-category"
+    assert manifest["start"] == "2026-03-01"
+    frame = pd.read_csv(out / manifest["file"]) if fmt == "csv" else pd.read_parquet(out / manifest["file"])
+    assert len(frame) == 2000 and "default" in frame.columns
+
+
+def test_data_generate_bad_input_names_the_argument(tmp_path):
+    result = ctloop("data", "generate", "--rows", "5", "--out", str(tmp_path / "x"))
+    assert result.returncode == 2 and "rows" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "x").exists()
+    result = ctloop("data", "generate", "--rows", "2000", "--out", "ftp://host/x")
+    assert result.returncode == 2 and "ftp://host/x" in result.stderr

@@ -1,0 +1,128 @@
+"""`ctloop up`, `status` and `down` with the real servers: MLflow (SQLite) and Prometheus (Debian's package)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from urllib.request import urlopen
+
+import httpx
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+
+CTLOOP = [sys.executable, "-m", "ctloop.cli"]
+
+
+@pytest.fixture
+def stack_config(tmp_path, free_port, example_config_text):
+    raw = yaml.safe_load(example_config_text)
+    raw["local"].update(mlflow_port=free_port(), prometheus_port=free_port(), scrape_interval_s=1)
+    path = tmp_path / "ctloop.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    yield path, raw["local"]
+    subprocess.run([*CTLOOP, "down", "-c", str(path)], capture_output=True)
+
+
+def ctloop(*args, check=True):
+    result = subprocess.run([*CTLOOP, *args], capture_output=True, text=True)
+    if check and result.returncode != 0:
+        raise AssertionError(f"ctloop {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
+    return result
+
+
+def pids(state: Path) -> dict[str, int]:
+    return {p.stem: int(p.read_text().split()[0]) for p in (state / "stack").glob("*.pid")}
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    stat = Path(f"/proc/{pid}/stat")
+    return not (stat.exists() and stat.read_text().rsplit(")", 1)[1].split()[0] == "Z")
+
+
+def group_members(pgid: int) -> list[int]:
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def test_up_status_down(stack_config):
+    path, local = stack_config
+    state = path.parent / ".ctloop"
+    mlflow = f"http://127.0.0.1:{local['mlflow_port']}"
+    prometheus = f"http://127.0.0.1:{local['prometheus_port']}"
+
+    assert ctloop("status", "-c", str(path), check=False).returncode == 1  # nothing runs yet
+
+    ctloop("up", "-c", str(path))
+    # up returns only once both answer their health endpoints
+    assert urlopen(f"{mlflow}/health", timeout=5).read().strip() == b"OK"
+    assert urlopen(f"{prometheus}/-/ready", timeout=5).status == 200
+    first = pids(state)
+    assert set(first) == {"mlflow", "prometheus"}
+
+    listing = ctloop("status", "-c", str(path)).stdout
+    assert "mlflow" in listing and mlflow in listing and prometheus in listing and "healthy" in listing
+
+    # MLflow is a real tracking server: create an experiment over its REST API
+    created = httpx.post(f"{mlflow}/api/2.0/mlflow/experiments/create", json={"name": "stack-test"}, timeout=10)
+    assert created.status_code == 200 and created.json()["experiment_id"]
+
+    # Prometheus scrapes the generated targets, itself and MLflow's exporter
+    deadline = time.monotonic() + 60
+    up = {}
+    while time.monotonic() < deadline and set(up.values()) != {"1"}:
+        with urlopen(f"{prometheus}/api/v1/query?query=up", timeout=5) as response:
+            up = {r["metric"]["job"]: r["value"][1] for r in json.load(response)["data"]["result"]}
+        time.sleep(1)
+    assert up == {"prometheus": "1", "mlflow": "1"}
+
+    # a second up starts nothing new
+    ctloop("up", "-c", str(path))
+    assert pids(state) == first
+
+    groups = {name: group_members(pid) for name, pid in first.items()}
+    ctloop("down", "-c", str(path))
+    assert not any(alive(pid) for members in groups.values() for pid in members)
+    assert pids(state) == {}
+    assert ctloop("status", "-c", str(path), check=False).returncode == 1
+
+
+def test_up_refuses_a_taken_port_and_leaves_nothing_running(stack_config):
+    import socket
+
+    path, local = stack_config
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", local["prometheus_port"]))
+        blocker.listen()
+        result = ctloop("up", "-c", str(path), check=False)
+    assert result.returncode != 0
+    assert f"port {local['prometheus_port']}" in result.stderr and "prometheus" in result.stderr
+    assert pids(path.parent / ".ctloop") == {}
+
+
+def test_stale_pid_file_is_not_trusted(stack_config):
+    """A PID file left by a crash, whose number now belongs to another process, is not mistaken for ours."""
+    path, _ = stack_config
+    stack = path.parent / ".ctloop" / "stack"
+    stack.mkdir(parents=True)
+    (stack / "mlflow.pid").write_text(f"{os.getpid()} 12345\n")
+    result = ctloop("status", "-c", str(path), check=False)
+    assert "stopped" in result.stdout and str(os.getpid()) not in result.stdout
+    ctloop("down", "-c", str(path))
+    assert alive(os.getpid())
