@@ -86,7 +86,7 @@ demo: setup
 	@echo "demo: data under $(DEMO_DIR)/spans; the stack stays up, 'ctloop down' stops it."
 
 bench: setup
-	$(VENVS)/dev/bin/python -m ctloop.bench --out bench/results
+	$(VENVS)/dev/bin/python bench/run.py --out bench/results
 
 lint: $(VENVS)/dev/.ready
 	$(VENVS)/dev/bin/ruff format --check .

@@ -414,7 +414,7 @@ def _type_name(field) -> str:
     return text.replace("|", "\\|")
 
 
-def _rows(model: type[BaseModel], prefix: str) -> List[str]:
+def _rows(model: type[BaseModel], prefix: str) -> list[str]:
     rows = []
     for name, field in model.__fields__.items():
         path = f"{prefix}{name}"
@@ -437,7 +437,7 @@ def _rows(model: type[BaseModel], prefix: str) -> List[str]:
 def reference_markdown() -> str:
     header = (
         "# ctloop.yaml reference\n\n"
-        "Generated from `src/ctloop/config.py` by `python -m ctloop.config > docs/config.md`; a test keeps it current.\n"
+        "Generated from `src/ctloop/config.py` (`python -m ctloop.config > docs/config.md`); a test keeps it current.\n"
         "Precedence, lowest first: defaults < the file < `CTLOOP_<KEY>__<KEY>` environment variables < command-line\n"
         "flags. Unknown keys are errors; every error names its key path. Relative paths are relative to the file.\n"
         "The example is `ctloop.yaml` at the top of the repository.\n\n"
