@@ -77,16 +77,27 @@ test: setup
 test-fast: PYTEST_ARGS += -m "not slow"
 test-fast: test
 
+SPANS := $(DEMO_DIR)/spans
+
 demo: setup
 	$(CTLOOP) config validate ctloop.yaml
-	$(CTLOOP) data generate --rows 20000 --seed 7 --out $(DEMO_DIR)/spans/2026-01 --start 2026-01-01 --format parquet
-	$(CTLOOP) data generate --rows 20000 --seed 8 --out $(DEMO_DIR)/spans/2026-02 --start 2026-02-01 --format parquet --drift covariate
+	$(CTLOOP) data generate --rows 20000 --seed 7 --out $(SPANS)/2026-01 --start 2026-01-01
+	$(CTLOOP) data generate --rows 20000 --seed 10 --out $(SPANS)/2026-02 --start 2026-02-01
+	$(CTLOOP) data generate --rows 20000 --seed 8 --out $(SPANS)/2026-03 --start 2026-03-01 --drift covariate
+	@echo "== a clean span passes validation against the previous one"
+	$(CTLOOP) validate --data $(SPANS)/2026-02 --reference $(SPANS)/2026-01 --out $(DEMO_DIR)/validate/2026-02
+	@echo "== the drifted span is stopped (exit 1), naming the features its manifest lists"
+	rc=0; $(CTLOOP) validate --data $(SPANS)/2026-03 --reference $(SPANS)/2026-02 \
+		--out $(DEMO_DIR)/validate/2026-03 >/dev/null || rc=$$?; [ $$rc = 1 ]
+	@$(PYTHON) -c 'import json;print("   injected:", json.load(open("$(SPANS)/2026-03/manifest.json"))["drift"]["features"])'
 	$(CTLOOP) up
 	$(CTLOOP) status
-	@echo "demo: data under $(DEMO_DIR)/spans; the stack stays up, 'ctloop down' stops it."
+	@echo "demo: spans under $(SPANS), reports under $(DEMO_DIR)/validate; 'ctloop down' stops the stack."
 
+# Each benchmark runs in its image's environment; results land in bench/results/<name>.{json,md}.
 bench: setup
 	$(VENVS)/dev/bin/python bench/run.py --out bench/results
+	$(VENVS)/validate/bin/python bench/validate_data.py --out bench/results
 
 lint: $(VENVS)/dev/.ready
 	$(VENVS)/dev/bin/ruff format --check .

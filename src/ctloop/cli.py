@@ -101,6 +101,41 @@ def data_generate(rows, out, seed, drift, fmt, start, days) -> None:
     )
 
 
+@main.command()
+@click.option("--data", required=True, help="The span to validate: a CSV/Parquet file or folder, path or URI.")
+@click.option("--reference", help="The previous span: the schema is inferred from it, drift measured against it.")
+@click.option("--schema", help="A pinned schema (text proto) to validate against instead of inferring one.")
+@click.option("--out", help="Folder for the outputs (default: <state_dir>/validate).")
+@click.option("--beam", is_flag=True, help="Compute statistics with Apache Beam (DirectRunner unless --beam-arg).")
+@click.option("--beam-arg", multiple=True, help="A Beam pipeline option, e.g. --beam-arg=--runner=FlinkRunner.")
+@config_option
+@reports_errors
+def validate(data, reference, schema, out, beam, beam_arg, config_path) -> None:
+    """Validate a data span with TFDV; exit 1 on ERROR anomalies, 2 on bad input.
+
+    Runs the validate_data component's own entry program in the validate environment.
+    """
+    import subprocess
+    from pathlib import Path
+
+    from ctloop import environments
+
+    settings = _settings(config_path)
+    python = environments.python_for(settings, "validate")
+    out = out or str(Path(settings.local.state_dir) / "validate")
+    argv = [str(python), "-m", "ctloop.components.validate_data", "--config", config_path, "--data", data]
+    argv += ["--out", out]
+    for flag, value in (("--reference", reference), ("--schema", schema)):
+        if value:
+            argv += [flag, value]
+    if beam:
+        argv += ["--beam", *[f"--beam-arg={a}" for a in beam_arg]]
+    code = subprocess.call(argv)
+    if code == 0:
+        click.echo(f"outputs in {out}", err=True)
+    sys.exit(code)
+
+
 def _print_status(statuses) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -242,6 +242,7 @@ class Endpoints(_Model):
 
 class LocalStack(_Model):
     state_dir: str = Field(".ctloop", description="Logs, PIDs and data of the local stack's services.")
+    venvs_dir: str = Field(".venvs", description="The per-image environments `make setup` builds (<dir>/<image>).")
     mlflow_port: int = Field(5500, ge=1, le=65535, description="Loopback port of the local MLflow server.")
     prometheus_port: int = Field(9590, ge=1, le=65535, description="Loopback port of the local Prometheus.")
     scrape_interval_s: int = Field(5, ge=1, description="Scrape and rule evaluation interval of the local Prometheus.")
@@ -359,6 +360,7 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     settings.data.uri = resolve(settings.data.uri)
     settings.endpoints.artifact_store.root = resolve(settings.endpoints.artifact_store.root)
     settings.local.state_dir = resolve(settings.local.state_dir)
+    settings.local.venvs_dir = resolve(settings.local.venvs_dir)
     return settings
 
 

@@ -1,0 +1,106 @@
+"""Entry program of the validate_data container (and of `ctloop validate`).
+
+    python -m ctloop.components.validate_data --data URI (--config FILE | --config-yaml TEXT)
+        [--schema URI] [--previous-statistics URI] [--serving-statistics URI] [--reference URI]
+        [--beam [--beam-arg ARG ...]] [--out DIR] [--statistics-out URI ...]
+
+Outputs go to the URIs given one by one (what KFP passes) or, for those not given, under --out.
+Exit status: 0 passed, 1 ERROR anomalies (the outputs are written, the list is printed), 2 bad input
+(nothing is written).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+
+import yaml
+
+from ctloop import artifacts, config
+from ctloop.components.validate_data import spec
+from ctloop.errors import CtloopError
+
+
+def _arg(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="validate_data", description=__doc__.split("\n\n")[0])
+    p.add_argument("--data", required=True, help="Dataset URI: a CSV/Parquet file or a span folder.")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--config", help="Path of ctloop.yaml.")
+    source.add_argument("--config-yaml", help="The text of ctloop.yaml (what a KFP parameter carries).")
+    p.add_argument("--schema", help="A pinned schema (text proto) to validate against.")
+    p.add_argument("--previous-statistics", help="Statistics of the previous span (binary proto), for drift.")
+    p.add_argument("--serving-statistics", help="Statistics of logged serving data (binary proto), for skew.")
+    p.add_argument("--reference", help="The previous span's data: schema inferred from it, drift measured against it.")
+    p.add_argument("--beam", action="store_true", help="Compute statistics with an Apache Beam pipeline.")
+    p.add_argument("--beam-arg", action="append", default=[], help="A Beam pipeline option, e.g. --runner=...")
+    p.add_argument("--out", help="Folder for every output not given its own URI.")
+    for name in spec.OUTPUT_FILES:
+        p.add_argument(_arg(name) + "-out", dest=f"{name}_out", help=f"Where to write {name}.")
+    return p.parse_args(argv)
+
+
+def output_paths(args: argparse.Namespace) -> dict[str, str]:
+    paths = {}
+    for name, filename in spec.OUTPUT_FILES.items():
+        given = getattr(args, f"{name}_out")
+        if given:
+            paths[name] = given
+        elif args.out:
+            paths[name] = artifacts.join(args.out, filename)
+    return paths
+
+
+def load_settings(args: argparse.Namespace) -> config.Settings:
+    if args.config:
+        settings = config.load(args.config)
+    else:
+        try:
+            raw = yaml.safe_load(args.config_yaml)
+        except yaml.YAMLError as e:
+            raise config.ConfigError("--config-yaml", [("(text)", f"not valid YAML: {e}")]) from None
+        settings = config.parse(raw, source="--config-yaml")
+    artifacts.configure(s3_endpoint_url=settings.endpoints.artifact_store.s3_endpoint_url)
+    return settings
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = load_settings(args)
+        # Imported here: TFDV takes seconds to import, and a bad command line should fail at once.
+        # TensorFlow's start-up chatter and Google's Python-version notices would bury the summary.
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        from ctloop.components.validate_data import executor
+
+        request = executor.Request(
+            data_uri=args.data,
+            settings=settings,
+            pinned_schema=args.schema,
+            previous_statistics=args.previous_statistics,
+            serving_statistics=args.serving_statistics,
+            reference_uri=args.reference,
+            beam_args=args.beam_arg if args.beam else None,
+        )
+        result = executor.run(request)
+        executor.write_outputs(result, output_paths(args))
+    except CtloopError as e:
+        print(f"validate_data: {e}", file=sys.stderr)
+        return spec.EXIT_BAD_INPUT if e.exit_code == 2 else e.exit_code
+    print(result.outputs()[spec.SUMMARY_MD].decode())
+    if not result.passed:
+        print(f"validate_data: {len(result.errors)} ERROR anomalies:", file=sys.stderr)
+        for p in result.errors:
+            print(f"  {p.feature}: {p.kind}: {p.description}", file=sys.stderr)
+        return spec.EXIT_ANOMALIES
+    return spec.EXIT_OK
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,263 @@
+"""validate_data in the validate environment: real TFDV on generated spans with injected defects."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from tensorflow_metadata.proto.v0 import statistics_pb2
+
+from ctloop import config, demo_data
+from ctloop.components.validate_data import dataset, executor, spec
+from ctloop.errors import BadInputError
+
+ROOT = Path(__file__).resolve().parents[2]
+ROWS = 20_000
+
+
+@pytest.fixture(scope="module")
+def settings():
+    return config.load(ROOT / "ctloop.yaml", environ={})
+
+
+@pytest.fixture(scope="module")
+def spans(tmp_path_factory):
+    """A reference span, a later clean span and drifted spans, as the demo writes them."""
+    root = tmp_path_factory.mktemp("spans")
+    made = {}
+    for name, seed, drift in [("ref", 7, None), ("clean", 10, None), ("covariate", 8, "covariate"),
+                              ("newcat", 9, "new-category")]:  # fmt: skip
+        out = str(root / name)
+        demo_data.write_span(out, rows=ROWS, seed=seed, start="2026-01-01", drift=drift)
+        made[name] = out
+    return made
+
+
+def variant(spans, tmp_path, change) -> str:
+    """A copy of the clean span with one defect written into it."""
+    frame = pd.read_parquet(Path(spans["clean"]) / "data.parquet")
+    change(frame)
+    out = tmp_path / "variant"
+    out.mkdir()
+    frame.to_parquet(out / "data.parquet", index=False)
+    return str(out)
+
+
+def run(settings, data, **kwargs) -> executor.Result:
+    return executor.run(executor.Request(data_uri=data, settings=settings, **kwargs))
+
+
+def kinds(result) -> dict[str, set[str]]:
+    out: dict[str, set[str]] = {}
+    for p in result.problems:
+        out.setdefault(p.feature, set()).add(p.kind)
+    return out
+
+
+def test_clean_span_passes_and_revalidates_against_its_inferred_schema(settings, spans, tmp_path):
+    result = run(settings, spans["clean"], reference_uri=spans["ref"])
+    assert result.passed, result.problems
+    assert result.problems == []
+    assert result.comparisons["drift"].startswith("measured")
+    # the emitted schema, pinned, accepts the same data again
+    schema_file = tmp_path / "schema.pbtxt"
+    executor.write_outputs(result, {spec.SCHEMA: str(schema_file)})
+    again = run(settings, spans["clean"], pinned_schema=str(schema_file))
+    assert again.passed and again.problems == []
+    assert again.schema_source.startswith("pinned")
+
+
+def test_without_a_reference_the_schema_is_inferred_and_drift_is_reported_as_not_measured(settings, spans):
+    result = run(settings, spans["clean"])
+    assert result.passed
+    assert result.comparisons["drift"] == "not measured: no previous span"
+    assert result.schema_source == "inferred from this span, curated"
+    assert result.notes  # the reviewer is told to pin it
+
+
+def test_curated_schema_carries_the_config(settings, spans):
+    schema = run(settings, spans["clean"]).schema
+    features = {f.name: f for f in schema.feature}
+    assert features["age"].int_domain.min == 18 and features["age"].int_domain.max == 100
+    assert features["utilization"].float_domain.max == 1.0
+    assert features["income"].drift_comparator.jensen_shannon_divergence.threshold == pytest.approx(0.035)
+    assert features["region"].drift_comparator.infinity_norm.threshold == pytest.approx(0.1)
+    assert features["region"].presence.min_fraction == 1.0
+    assert list(features["default"].not_in_environment) == ["SERVING"]
+    assert set(features["channel"].string_domain.value) == {"branch", "online", "broker"}
+
+
+def test_new_category_is_caught(settings, spans):
+    result = run(settings, spans["newcat"], reference_uri=spans["ref"])
+    assert not result.passed
+    assert "ENUM_TYPE_UNEXPECTED_STRING_VALUES" in kinds(result)["channel"]
+    assert "marketplace" in next(p.description for p in result.errors if p.feature == "channel")
+
+
+def test_missing_column_is_caught(settings, spans, tmp_path):
+    data = variant(spans, tmp_path, lambda f: f.drop(columns=["income"], inplace=True))
+    result = run(settings, data, reference_uri=spans["ref"])
+    assert "SCHEMA_MISSING_COLUMN" in kinds(result)["income"]
+    # also without a reference: the config names the feature, so its absence is not a silent pass
+    result = run(settings, data)
+    assert "income" in kinds(result) and not result.passed
+
+
+def test_type_change_is_caught(settings, spans, tmp_path):
+    data = variant(spans, tmp_path, lambda f: f.__setitem__("income", f["income"].map(lambda v: f"{v:,.2f}")))
+    result = run(settings, data, reference_uri=spans["ref"])
+    assert not result.passed
+    assert "income" in {p.feature for p in result.errors}
+
+
+def test_out_of_range_values_are_caught(settings, spans, tmp_path):
+    def out_of_range(frame):
+        frame.loc[:99, "age"] = 150  # ctloop.yaml: age max 100
+        frame.loc[:99, "utilization"] = 1.7  # ctloop.yaml: utilization max 1
+
+    result = run(settings, variant(spans, tmp_path, out_of_range), reference_uri=spans["ref"])
+    found = kinds(result)
+    assert "INT_TYPE_BIG_INT" in found["age"]
+    assert "FLOAT_TYPE_BIG_FLOAT" in found["utilization"]
+
+
+def test_missing_value_flood_is_caught(settings, spans, tmp_path):
+    def flood(frame):
+        rows = np.random.default_rng(0).random(len(frame)) < 0.3
+        frame.loc[rows, "utilization"] = np.nan
+
+    result = run(settings, variant(spans, tmp_path, flood), reference_uri=spans["ref"])
+    assert "FEATURE_TYPE_LOW_FRACTION_PRESENT" in kinds(result)["utilization"]
+
+
+def test_drift_beyond_threshold_names_the_drifted_features(settings, spans):
+    result = run(settings, spans["covariate"], reference_uri=spans["ref"])
+    manifest = json.loads((Path(spans["covariate"]) / "manifest.json").read_text())
+    drifted = {p.feature for p in result.errors if p.kind.startswith("COMPARATOR_")}
+    assert drifted == set(manifest["drift"]["features"]) == {"income", "utilization", "region"}
+
+
+def test_skew_against_serving_data(settings, spans, tmp_path):
+    # Serving data is what the model saw in production: the drifted span, without the label.
+    serving = tmp_path / "serving"
+    serving.mkdir()
+    frame = pd.read_parquet(Path(spans["covariate"]) / "data.parquet").drop(columns=["default"])
+    frame.to_parquet(serving / "data.parquet", index=False)
+    import tensorflow_data_validation as tfdv
+
+    stats = tfdv.generate_statistics_from_dataframe(frame.drop(columns=["application_id", "event_date"]))
+    (tmp_path / "serving.pb").write_bytes(stats.SerializeToString())
+    result = run(settings, spans["clean"], serving_statistics=str(tmp_path / "serving.pb"))
+    skewed = {p.feature for p in result.errors if p.kind.startswith("COMPARATOR_")}
+    assert "region" in skewed and "utilization" in skewed
+    assert result.comparisons["skew"] == "measured against serving data"
+
+
+def test_fingerprint_is_deterministic_and_follows_content(spans, tmp_path):
+    first = dataset.read(spans["clean"]).fingerprint
+    copy = tmp_path / "copy"
+    shutil.copytree(spans["clean"], copy)
+    assert dataset.read(str(copy)).fingerprint == first  # same bytes elsewhere: same fingerprint
+    assert dataset.read(Path(spans["clean"]).as_uri()).fingerprint == first
+    assert first["rows"] == ROWS and first["files"] == 1 and len(first["sha256"]) == 64
+    frame = pd.read_parquet(copy / "data.parquet")
+    frame.loc[0, "age"] = 33 if frame.loc[0, "age"] != 33 else 34
+    frame.to_parquet(copy / "data.parquet", index=False)
+    assert dataset.read(str(copy)).fingerprint["sha256"] != first["sha256"]
+
+
+def test_csv_span_and_beam_directrunner_agree_with_in_memory(settings, tmp_path):
+    demo_data.write_span(str(tmp_path / "csv"), rows=5_000, seed=3, fmt="csv")
+    demo_data.write_span(str(tmp_path / "pq"), rows=5_000, seed=3, fmt="parquet")
+    in_memory = run(settings, str(tmp_path / "pq"))
+    beam_pq = run(settings, str(tmp_path / "pq"), beam_args=["--runner=DirectRunner"])
+    beam_csv = run(settings, str(tmp_path / "csv"), beam_args=["--runner=DirectRunner"])
+    for other in (beam_pq, beam_csv):
+        assert other.statistics.datasets[0].num_examples == 5_000
+        assert other.passed, other.problems
+
+    def mean(result, name):
+        feature = next(f for f in result.statistics.datasets[0].features if f.path.step == [name])
+        return feature.num_stats.mean
+
+    assert mean(beam_pq, "income") == pytest.approx(mean(in_memory, "income"), rel=1e-9)
+    assert mean(beam_csv, "income") == pytest.approx(mean(in_memory, "income"), rel=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name, content, words",
+    [
+        ("nothing", None, "no such file or folder"),
+        ("empty.csv", b"", "is empty"),
+        ("x.parquet", b"not parquet", "cannot be read as parquet"),
+        ("notes.txt", b"hello", "no CSV or Parquet files"),
+        ("h.csv", b"a,b\n", "no rows"),
+    ],
+)
+def test_bad_input_names_the_uri(settings, tmp_path, name, content, words):
+    uri = str(tmp_path / name)
+    if content is not None:
+        (tmp_path / name).write_bytes(content)
+    if name == "notes.txt":
+        uri = str(tmp_path)  # a folder holding no data files
+    with pytest.raises(BadInputError, match=words) as excinfo:
+        run(settings, uri)
+    assert uri in str(excinfo.value)
+
+
+def test_missing_label_column_names_it(settings, spans, tmp_path):
+    data = variant(spans, tmp_path, lambda f: f.drop(columns=["default"], inplace=True))
+    with pytest.raises(BadInputError, match="label column 'default'"):
+        run(settings, data)
+
+
+def test_bad_statistics_or_schema_input_names_the_file(settings, spans, tmp_path):
+    (tmp_path / "stats.pb").write_bytes(b"garbage")
+    with pytest.raises(BadInputError, match="stats.pb: not TFDV statistics"):
+        run(settings, spans["clean"], previous_statistics=str(tmp_path / "stats.pb"))
+    (tmp_path / "schema.pbtxt").write_text("feature { nme: 'x' }")
+    with pytest.raises(BadInputError, match="schema.pbtxt: not a TFDV schema"):
+        run(settings, spans["clean"], pinned_schema=str(tmp_path / "schema.pbtxt"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The entry program, as the container runs it
+
+
+def entry(*args):
+    return subprocess.run(
+        [sys.executable, "-m", "ctloop.components.validate_data", "--config", str(ROOT / "ctloop.yaml"), *args],
+        capture_output=True,
+        text=True,
+    )
+
+
+def test_entry_program_writes_every_output_and_exits_by_verdict(spans, tmp_path):
+    passed = entry("--data", spans["clean"], "--reference", spans["ref"], "--out", str(tmp_path / "ok"))
+    assert passed.returncode == spec.EXIT_OK, passed.stderr
+    written = sorted(p.name for p in (tmp_path / "ok").iterdir())
+    assert written == sorted(spec.OUTPUT_FILES.values())
+    stats = statistics_pb2.DatasetFeatureStatisticsList.FromString((tmp_path / "ok" / "stats.pb").read_bytes())
+    assert stats.datasets[0].num_examples == ROWS
+    summary = json.loads((tmp_path / "ok" / "anomalies.json").read_text())
+    assert summary["passed"] is True and summary["fingerprint"]["rows"] == ROWS
+    assert "<h2>Data validation passed</h2>" in (tmp_path / "ok" / "statistics.html").read_text()
+    assert "# Data validation: PASSED" in passed.stdout
+
+    failed = entry("--data", spans["newcat"], "--reference", spans["ref"], "--out", str(tmp_path / "bad"))
+    assert failed.returncode == spec.EXIT_ANOMALIES
+    assert "channel: ENUM_TYPE_UNEXPECTED_STRING_VALUES" in failed.stderr
+    assert json.loads((tmp_path / "bad" / "anomalies.json").read_text())["passed"] is False
+
+
+def test_entry_program_bad_input_writes_nothing(tmp_path):
+    result = entry("--data", str(tmp_path / "missing"), "--out", str(tmp_path / "out"))
+    assert result.returncode == spec.EXIT_BAD_INPUT
+    assert str(tmp_path / "missing") in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "out").exists()
