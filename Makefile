@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 
-.PHONY: help setup lock test test-fast demo bench lint images prometheus clean
+.PHONY: help setup lock test test-fast demo bench lint images system-packages clean
 
 help:
 	@echo "make demo    run the loop on the embedded default (sets everything up)"
@@ -43,18 +43,23 @@ $(VENVS)/%/.ready: images/%/local.lock pyproject.toml setup.py | $(UV)
 	VIRTUAL_ENV=$(VENVS)/$* $(UV) pip install --quiet --no-deps --editable .
 	touch $@
 
-setup: $(ENVS:%=$(VENVS)/%/.ready) prometheus
+setup: $(ENVS:%=$(VENVS)/%/.ready) system-packages
 
-# Debian's prometheus package provides the real server and promtool for the local stack and the tests.
-prometheus:
-	@if command -v prometheus >/dev/null && command -v promtool >/dev/null; then exit 0; fi; \
+# Debian's packages: prometheus (the real server and promtool, for the local stack and the tests) and
+# postgresql (the registry's database in the cluster; a test runs MLflow on it).
+DEBIAN_PACKAGES := prometheus postgresql
+system-packages:
+	@missing=""; \
+	command -v prometheus >/dev/null && command -v promtool >/dev/null || missing="$$missing prometheus"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	[ -z "$$missing" ] && exit 0; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing Debian's prometheus package"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null; \
+		echo "installing Debian's packages:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	else \
-		echo "prometheus is missing and cannot be installed here (needs root and apt-get)." >&2; \
-		echo "Install it yourself: 'sudo apt-get install prometheus' on Debian/Ubuntu, or put the prometheus" >&2; \
-		echo "and promtool binaries from https://prometheus.io/download/ on PATH, then run make setup again." >&2; \
+		echo "missing:$$missing; they cannot be installed here (needs root and apt-get)." >&2; \
+		echo "Install them yourself: 'sudo apt-get install$$missing' on Debian/Ubuntu (or the prometheus and" >&2; \
+		echo "promtool binaries from https://prometheus.io/download/ on PATH), then run make setup again." >&2; \
 		exit 1; \
 	fi
 
@@ -106,7 +111,8 @@ lint: $(VENVS)/dev/.ready
 images:
 	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "make images needs a running Docker engine" >&2; exit 1; }
 	for image in $(IMAGES); do \
-		docker build -f images/$$image/Dockerfile -t $(REGISTRY)/ctloop-$$image:$(TAG) . ; \
+		docker build -f images/$$image/Dockerfile --build-arg CTLOOP_GIT_SHA=$$(git rev-parse --short=12 HEAD) \
+			-t $(REGISTRY)/ctloop-$$image:$(TAG) . ; \
 	done
 
 clean:

@@ -16,10 +16,9 @@ import os
 import sys
 import warnings
 
-import yaml
-
-from ctloop import artifacts, config
+from ctloop import artifacts
 from ctloop.components.validate_data import spec
+from ctloop.entrypoint import add_config_arguments, load_settings
 from ctloop.errors import CtloopError
 
 
@@ -30,9 +29,7 @@ def _arg(name: str) -> str:
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="validate_data", description=__doc__.split("\n\n")[0])
     p.add_argument("--data", required=True, help="Dataset URI: a CSV/Parquet file or a span folder.")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--config", help="Path of ctloop.yaml.")
-    source.add_argument("--config-yaml", help="The text of ctloop.yaml (what a KFP parameter carries).")
+    add_config_arguments(p)
     p.add_argument("--schema", help="A pinned schema (text proto) to validate against.")
     p.add_argument("--previous-statistics", help="Statistics of the previous span (binary proto), for drift.")
     p.add_argument("--serving-statistics", help="Statistics of logged serving data (binary proto), for skew.")
@@ -54,19 +51,6 @@ def output_paths(args: argparse.Namespace) -> dict[str, str]:
         elif args.out:
             paths[name] = artifacts.join(args.out, filename)
     return paths
-
-
-def load_settings(args: argparse.Namespace) -> config.Settings:
-    if args.config:
-        settings = config.load(args.config)
-    else:
-        try:
-            raw = yaml.safe_load(args.config_yaml)
-        except yaml.YAMLError as e:
-            raise config.ConfigError("--config-yaml", [("(text)", f"not valid YAML: {e}")]) from None
-        settings = config.parse(raw, source="--config-yaml")
-    artifacts.configure(s3_endpoint_url=settings.endpoints.artifact_store.s3_endpoint_url)
-    return settings
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,12 +9,12 @@ import json
 from dataclasses import dataclass, field
 
 import tensorflow_data_validation as tfdv
-from google.protobuf import text_format
+from google.protobuf import json_format, text_format
 from google.protobuf.message import DecodeError
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
-from ctloop import artifacts
-from ctloop.components.validate_data import dataset, report, spec
+from ctloop import artifacts, datasets
+from ctloop.components.validate_data import report, spec
 from ctloop.config import Settings
 from ctloop.errors import BadInputError
 
@@ -77,6 +77,7 @@ class Result:
         return {
             spec.STATISTICS: self.statistics.SerializeToString(),
             spec.SCHEMA: text_format.MessageToString(self.schema).encode(),
+            spec.SCHEMA_JSON: json_format.MessageToJson(self.schema, indent=2).encode(),
             spec.ANOMALIES: text_format.MessageToString(self.anomalies).encode(),
             spec.ANOMALIES_JSON: json.dumps(self.summary(), indent=2).encode(),
             spec.REPORT_HTML: report.html(self).encode(),
@@ -117,7 +118,7 @@ def columns_to_describe(columns: list[str], settings: Settings) -> list[str]:
     return [c for c in columns if c not in skip]
 
 
-def statistics_of(ds: dataset.Dataset, settings: Settings, beam_args: list[str] | None):
+def statistics_of(ds: datasets.Dataset, settings: Settings, beam_args: list[str] | None):
     if ds.frame.columns.duplicated().any():
         raise BadInputError(f"{ds.uri}: duplicate column names")
     columns = columns_to_describe(list(ds.frame.columns), settings)
@@ -221,7 +222,7 @@ def problems_of(anomalies: anomalies_pb2.Anomalies) -> list[Problem]:
 def run(request: Request) -> Result:
     """Validate one span. Raises BadInputError when the input cannot be validated at all."""
     settings = request.settings
-    ds = dataset.read(request.data_uri, settings.data.format)
+    ds = datasets.read(request.data_uri, settings.data.format)
     stats = statistics_of(ds, settings, request.beam_args)
     notes: list[str] = []
 
@@ -229,7 +230,7 @@ def run(request: Request) -> Result:
     if request.reference_uri:
         if previous is not None:
             raise BadInputError("give previous statistics or a reference span, not both")
-        reference = dataset.read(request.reference_uri, settings.data.format)
+        reference = datasets.read(request.reference_uri, settings.data.format)
         previous = statistics_of(reference, settings, request.beam_args)
     serving = load_statistics(request.serving_statistics) if request.serving_statistics else None
 

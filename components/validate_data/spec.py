@@ -15,6 +15,7 @@ SERVING_STATISTICS = "serving_statistics"  # optional artifact: statistics of lo
 # Outputs
 STATISTICS = "statistics"  # binary DatasetFeatureStatisticsList
 SCHEMA = "schema"  # text Schema: the pinned one, or the inferred and curated one for review
+SCHEMA_JSON = "schema_json"  # the same Schema as JSON, for steps whose image has no TFDV (train reads domains)
 ANOMALIES = "anomalies"  # text Anomalies
 ANOMALIES_JSON = "anomalies_summary"  # JSON summary
 REPORT_HTML = "report"  # TFDV's statistics view (the KFP UI renders HTML)
@@ -24,6 +25,7 @@ FINGERPRINT = "fingerprint"  # parameter: JSON {"sha256", "rows", "files"}
 OUTPUT_FILES = {
     STATISTICS: "stats.pb",
     SCHEMA: "schema.pbtxt",
+    SCHEMA_JSON: "schema.json",
     ANOMALIES: "anomalies.pbtxt",
     ANOMALIES_JSON: "anomalies.json",
     REPORT_HTML: "statistics.html",

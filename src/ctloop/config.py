@@ -33,6 +33,8 @@ class _Model(BaseModel):
         extra = Extra.forbid
         validate_assignment = True
         allow_mutation = True
+        # Unions keep the type written (max_depth: 5 stays an int, eta: 0.1 a float) instead of the first that fits.
+        smart_union = True
 
 
 def _unique(values: list[str], what: str) -> list[str]:
@@ -112,6 +114,33 @@ class Segment(_Model):
         return [self.column] if self.column else list(self.cross or [])
 
 
+class Condition(_Model):
+    field: str = Field(..., description="`score` or a feature name.")
+    op: Literal["<", "<=", ">", ">=", "==", "!=", "in", "not_in"]
+    value: float | str | list[float | str]
+
+    @root_validator(skip_on_failure=True)
+    def _value_fits_op(cls, values):
+        if (values["op"] in ("in", "not_in")) != isinstance(values["value"], list):
+            raise ValueError("in and not_in take a list; the other operators a single value")
+        return values
+
+
+class Rule(_Model):
+    name: str = Field(..., min_length=1, description="Reported with every decision it makes.")
+    when: list[Condition] = Field(..., min_items=1, description="All conditions must hold.")
+    decision: str = Field(..., min_length=1, description="The decision when the rule matches.")
+
+
+class DecisionPolicy(_Model):
+    """Data shipped with the model: rules first (first match wins), then the threshold on the score."""
+
+    threshold: float = Field(0.5, ge=0.0, le=1.0, description="Decision threshold on the score.")
+    above: str = Field("positive", description="Decision when score >= threshold.")
+    below: str = Field("negative", description="Decision when score < threshold.")
+    rules: list[Rule] = Field(default_factory=list, description="Declarative business rules, in order.")
+
+
 class ModelSettings(_Model):
     objective: str = Field("binary:logistic", description="XGBoost objective; must fit data.task.")
     params: dict[str, float | int | str | bool] = Field(
@@ -126,7 +155,14 @@ class ModelSettings(_Model):
         default_factory=lambda: {"train": 0.7, "validation": 0.15, "test": 0.15},
         description="Shares of the train, validation and test splits; they add up to 1.",
     )
-    threshold: float = Field(0.5, ge=0.0, le=1.0, description="Decision threshold on the score.")
+    split_by: Literal["label", "time"] = Field(
+        "label", description="label: random splits stratified on the label; time: the latest rows are held out."
+    )
+    policy: DecisionPolicy = Field(default_factory=lambda: DecisionPolicy(), description="Decision policy.")
+    unseen_category: Literal["reject", "missing"] = Field(
+        "reject", description="Serving a category never seen in training: reject the request, or treat as missing."
+    )
+    reference_rows: int = Field(5000, ge=100, description="Rows of the stratified reference sample for drift.")
     search: list[dict[str, float | int | str | bool]] = Field(
         default_factory=list, description="Hyper-parameter trials, each merged over params; empty: one trial."
     )
@@ -153,6 +189,30 @@ class DataGate(_Model):
         return v
 
 
+# Segment metrics and which way is better (the validate_segments component computes them).
+SEGMENT_METRICS = {
+    "roc_auc": "higher",
+    "pr_auc": "higher",
+    "log_loss": "lower",
+    "brier": "lower",
+    "precision": "higher",
+    "recall": "higher",
+    "f1": "higher",
+    "positive_rate": "none",
+    "ece": "lower",
+}
+
+
+class FairnessGate(_Model):
+    protected: list[str] = Field(
+        default_factory=list, description="Segments (by name) whose values must be treated alike."
+    )
+    max_tpr_gap: float = Field(0.1, ge=0.0, le=1.0, description="Largest true-positive-rate gap between values.")
+    max_positive_rate_gap: float = Field(
+        0.1, ge=0.0, le=1.0, description="Largest positive-prediction-rate gap between values."
+    )
+
+
 class SegmentGate(_Model):
     min_rows: int = Field(200, ge=1, description="Segments smaller than this are reported, not gated.")
     floors: dict[str, float] = Field(
@@ -162,7 +222,22 @@ class SegmentGate(_Model):
         default_factory=lambda: {"roc_auc": 0.02},
         description="Non-inferiority margin per metric against the champion, every segment.",
     )
+    ceilings: dict[str, float] = Field(
+        default_factory=dict, description="Highest acceptable value per lower-is-better metric, every segment."
+    )
     bootstrap: int = Field(200, ge=0, description="Bootstrap resamples for 95% intervals (0: none).")
+    fairness: FairnessGate = Field(default_factory=lambda: FairnessGate())
+
+    @validator("floors", "ceilings", "max_degradation")
+    def _known_metrics(cls, v, field):
+        unknown = sorted(set(v) - set(SEGMENT_METRICS))
+        if unknown:
+            raise ValueError(f"unknown metric(s) {unknown}; known: {sorted(SEGMENT_METRICS)}")
+        wrong = [m for m in v if field.name == "floors" and SEGMENT_METRICS[m] == "lower"]
+        wrong += [m for m in v if field.name == "ceilings" and SEGMENT_METRICS[m] == "higher"]
+        if wrong:
+            raise ValueError(f"{wrong}: floors take higher-is-better metrics, ceilings lower-is-better ones")
+        return v
 
 
 class Gates(_Model):
@@ -292,6 +367,14 @@ class Settings(_Model):
         }[data.task]
         if not objective.startswith(expected):
             raise ValueError(f"model.objective {objective!r} does not fit data.task {data.task.value!r}")
+        for i, rule in enumerate(values["model"].policy.rules):
+            unknown = [c.field for c in rule.when if c.field != "score" and c.field not in names]
+            if unknown:
+                raise ValueError(f"model.policy.rules[{i}] ({rule.name}) refers to unknown fields {unknown}")
+        segment_names = {seg.name for seg in values["segments"]}
+        missing = [p for p in values["gates"].segments.fairness.protected if p not in segment_names]
+        if missing:
+            raise ValueError(f"gates.segments.fairness.protected names unknown segments {missing}")
         kinds = {f.name: f.type for f in features}
         for seg in values["segments"]:
             if seg.bins is not None and kinds.get(seg.column) == "categorical":

@@ -1,10 +1,12 @@
-"""Reading a dataset: one file or a span folder of CSV or Parquet files, by path, file:// or s3:// URI."""
+"""Reading a dataset: one file or a span folder of CSV or Parquet files, by path, file:// or s3:// URI.
+
+Used by every step that reads a span; needs pandas (every image but control has it).
+"""
 
 from __future__ import annotations
 
 import hashlib
 import io
-import json
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
@@ -84,7 +86,3 @@ def read(uri: str, declared_format: str = "auto") -> Dataset:
     if frame.empty:
         raise BadInputError(f"{uri}: has a header but no rows")
     return Dataset(uri, files, fmt, frame, fingerprint(contents, uri.rstrip("/"), len(frame)))
-
-
-def fingerprint_json(ds: Dataset) -> str:
-    return json.dumps(ds.fingerprint, sort_keys=True)
