@@ -119,7 +119,9 @@ def test_unblessed_model_is_refused_and_nothing_is_registered(mlflow_server, tmp
     client = mlflow_client.connect(settings)
     passed = train_and_judge(settings, tmp_path, 21, client)
     blessing = json.loads((passed["out"] / "blessing.json").read_text())
-    blessing.update(blessed=False, failed=[{"check": "floor", "segment": "region", "value": "north", "metric": "roc_auc"}])
+    blessing.update(
+        blessed=False, failed=[{"check": "floor", "segment": "region", "value": "north", "metric": "roc_auc"}]
+    )
     (passed["out"] / "blessing.json").write_text(json.dumps(blessing))
     config_file = tmp_path / "ctloop.yaml"
     config_file.write_text(json.dumps(json.loads(settings.json())))
