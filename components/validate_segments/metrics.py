@@ -26,19 +26,12 @@ from numbers import Number
 import numpy as np
 import pandas as pd
 
-# Which direction is better. positive_rate has none: it describes the model's output (and feeds the fairness gap),
-# so gates may bound it but non-inferiority cannot be judged on it.
-METRICS: dict[str, str] = {
-    "roc_auc": "higher",
-    "pr_auc": "higher",
-    "log_loss": "lower",
-    "brier": "lower",
-    "precision": "higher",
-    "recall": "higher",
-    "f1": "higher",
-    "positive_rate": "none",
-    "ece": "lower",
-}
+from ctloop.config import SEGMENT_METRICS
+
+# Which direction is better, defined once with the settings that name these metrics. positive_rate has none: it
+# describes the model's output (and feeds the fairness gap), so gates may bound it but non-inferiority cannot be
+# judged on it.
+METRICS: dict[str, str] = SEGMENT_METRICS
 
 ECE_BINS = 10
 MISSING = "(missing)"

@@ -24,8 +24,8 @@ from ctloop.errors import ConfigError
 __all__ = ["Settings", "load", "parse", "ENV_PREFIX"]
 
 ENV_PREFIX = "CTLOOP_"
-# Names CTLOOP_* variables that are not key paths.
-_NOT_KEYS = {"CTLOOP_CONFIG", "CTLOOP_HOME"}
+# CTLOOP_* variables that are not key paths: the settings file, and lineage facts set in images and pipelines.
+_NOT_KEYS = {"CTLOOP_CONFIG", "CTLOOP_GIT_SHA", "CTLOOP_PIPELINE_RUN_ID"}
 
 
 class _Model(BaseModel):

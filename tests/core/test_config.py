@@ -105,6 +105,11 @@ def test_environment_overrides_file_and_is_itself_validated(example_config_text)
     assert "CTLOOP_MODE__X" in problems(excinfo)
 
 
+def test_variables_that_are_not_key_paths_are_left_alone(example_config_text):
+    environ = {"CTLOOP_CONFIG": "x.yaml", "CTLOOP_GIT_SHA": "abc123", "CTLOOP_PIPELINE_RUN_ID": "run-1"}
+    assert config.parse(raw_example(example_config_text), environ=environ).model.seed == 42
+
+
 def test_file_problems_name_the_file_and_line(tmp_path):
     with pytest.raises(ConfigError) as excinfo:
         config.load(tmp_path / "missing.yaml")
