@@ -27,6 +27,7 @@ def parse_args(argv):
     add_config_arguments(p)
     p.add_argument("--schema-json", help="validate_data's schema.json: categorical domains.")
     p.add_argument("--params-json", default="{}", help="This trial's hyper-parameters, merged over model.params.")
+    p.add_argument("--fingerprint", default="", help="validate_data's fingerprint: a cache key; checked if given.")
     p.add_argument("--pipeline-run-id", default=os.environ.get("CTLOOP_PIPELINE_RUN_ID"), help="For lineage.")
     p.add_argument("--no-mlflow", action="store_true", help="Do not record an MLflow run.")
     p.add_argument("--out", help="Folder for every output not given its own path.")
@@ -64,6 +65,9 @@ def main(argv=None) -> int:
 
         request = executor.Request(args.data, settings, args.schema_json, params)
         result = executor.train(request)
+        if args.fingerprint and json.loads(args.fingerprint).get("sha256") != result.fingerprint["sha256"]:
+            # The span changed between validation and training: what was validated is not what was trained on.
+            raise BadInputError(f"{args.data}: its content changed after validation (fingerprints differ)")
         run_id = "" if args.no_mlflow else tracking.log_run(settings, request, result, args.pipeline_run_id)
         metrics_doc = {k: float(v) for k, v in result.metrics.items()}
         outputs = {

@@ -25,6 +25,7 @@ def make(image: str):
         mlflow_run_id: dsl.OutputPath(str),
         schema_json: dsl.Input[dsl.Artifact] = None,
         params_json: str = "{}",
+        fingerprint: str = "",
         pipeline_run_id: str = "",
     ):
         """Train XGBoost with early stopping; report metrics; record an MLflow run."""
@@ -36,6 +37,7 @@ def make(image: str):
                 "--config-yaml", config,
                 dsl.IfPresentPlaceholder(input_name=spec.SCHEMA_JSON, then=["--schema-json", schema_json.path]),
                 "--params-json", params_json,
+                "--fingerprint", fingerprint,
                 "--pipeline-run-id", pipeline_run_id,
                 "--model-out", model.path,
                 "--metrics-out", metrics.path,

@@ -66,10 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         request = executor.Request(
             data_uri=args.data,
             settings=settings,
-            pinned_schema=args.schema,
-            previous_statistics=args.previous_statistics,
-            serving_statistics=args.serving_statistics,
-            reference_uri=args.reference,
+            # An empty value is what a pipeline passes for "none".
+            pinned_schema=args.schema or None,
+            previous_statistics=args.previous_statistics or None,
+            serving_statistics=args.serving_statistics or None,
+            reference_uri=args.reference or None,
             beam_args=args.beam_arg if args.beam else None,
         )
         result = executor.run(request)

@@ -27,9 +27,9 @@ def make(image: str):
         report: dsl.Output[dsl.HTML],
         summary: dsl.Output[dsl.Markdown],
         fingerprint: dsl.OutputPath(str),
-        pinned_schema: dsl.Input[dsl.Artifact] = None,
-        previous_statistics: dsl.Input[dsl.Artifact] = None,
-        serving_statistics: dsl.Input[dsl.Artifact] = None,
+        pinned_schema_uri: str = "",
+        previous_statistics_uri: str = "",
+        serving_statistics_uri: str = "",
     ):
         """Validate a data span with TFDV; fails on ERROR anomalies so nothing downstream runs."""
         return dsl.ContainerSpec(
@@ -38,13 +38,9 @@ def make(image: str):
             args=[
                 "--data", data_uri,
                 "--config-yaml", config,
-                dsl.IfPresentPlaceholder(input_name=spec.PINNED_SCHEMA, then=["--schema", pinned_schema.path]),
-                dsl.IfPresentPlaceholder(
-                    input_name=spec.PREVIOUS_STATISTICS, then=["--previous-statistics", previous_statistics.path]
-                ),
-                dsl.IfPresentPlaceholder(
-                    input_name=spec.SERVING_STATISTICS, then=["--serving-statistics", serving_statistics.path]
-                ),
+                "--schema", pinned_schema_uri,
+                "--previous-statistics", previous_statistics_uri,
+                "--serving-statistics", serving_statistics_uri,
                 _out(spec.STATISTICS), statistics.path,
                 _out(spec.SCHEMA), schema.path,
                 _out(spec.SCHEMA_JSON), schema_json.path,

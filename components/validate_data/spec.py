@@ -8,9 +8,11 @@ ENTRY = ["python", "-m", "ctloop.components.validate_data"]
 # Inputs
 DATA_URI = "data_uri"  # parameter: a file or span folder, path, file:// or s3://
 CONFIG = "config"  # parameter: the text of ctloop.yaml
-PINNED_SCHEMA = "pinned_schema"  # optional artifact: a reviewed schema (text proto)
-PREVIOUS_STATISTICS = "previous_statistics"  # optional artifact: the previous span's statistics (drift)
-SERVING_STATISTICS = "serving_statistics"  # optional artifact: statistics of logged serving data (skew)
+# Optional inputs are URIs (empty: none), read through ctloop.artifacts: a pipeline parameter can then name the
+# previous span's statistics wherever they are, without an importer step.
+PINNED_SCHEMA = "pinned_schema_uri"  # a reviewed schema (text proto)
+PREVIOUS_STATISTICS = "previous_statistics_uri"  # the previous span's statistics (drift)
+SERVING_STATISTICS = "serving_statistics_uri"  # statistics of logged serving data (skew)
 
 # Outputs
 STATISTICS = "statistics"  # binary DatasetFeatureStatisticsList

@@ -136,6 +136,43 @@ def validate(data, reference, schema, out, beam, beam_arg, config_path) -> None:
     sys.exit(code)
 
 
+@main.group("pipeline")
+def pipeline_group() -> None:
+    """The continuous-training pipeline (Kubeflow Pipelines)."""
+
+
+@pipeline_group.command("compile")
+@click.option("--out", default=None, help="IR file (default: pipelines/compiled/continuous_training.yaml).")
+@click.option(
+    "--kubernetes-out",
+    default=None,
+    help="Pipeline and PipelineVersion objects for kubectl (default: pipelines/compiled/kubernetes/).",
+)
+@click.option(
+    "--namespace", default=None, help="Namespace of the Kubernetes objects (default: endpoints.kfp.namespace)."
+)
+@config_option
+@reports_errors
+def pipeline_compile(out, kubernetes_out, namespace, config_path) -> None:
+    """Compile the pipeline to KFP's IR and to KFP's Kubernetes-native objects.
+
+    The settings file's text becomes the pipeline's default `config` parameter; its `pipeline` section names
+    the images, and `model.device: cuda` puts a GPU on the train step.
+    """
+    from ctloop.pipelines import continuous_training as ct
+
+    settings = _settings(config_path)
+    text = ct.config_parameter(config_path)
+    ir = ct.compile_to(settings, text, out or ct.COMPILED)
+    manifests = ct.compile_kubernetes_manifests(
+        settings,
+        text,
+        kubernetes_out or ct.COMPILED.parent / "kubernetes" / "continuous_training.yaml",
+        namespace or settings.endpoints.kfp.namespace,
+    )
+    click.echo(f"wrote {ir}\nwrote {manifests}")
+
+
 def _print_status(statuses) -> None:
     from rich.console import Console
     from rich.table import Table

@@ -19,6 +19,7 @@ from typing import Any, Literal
 import yaml
 from pydantic.v1 import BaseModel, Extra, Field, ValidationError, root_validator, validator
 
+from ctloop import __version__
 from ctloop.errors import ConfigError
 
 __all__ = ["Settings", "load", "parse", "ENV_PREFIX"]
@@ -315,6 +316,17 @@ class Endpoints(_Model):
     artifact_store: ArtifactStoreEndpoint = Field(default_factory=ArtifactStoreEndpoint)
 
 
+class PipelineSettings(_Model):
+    image_registry: str = Field(
+        "ghcr.io/ctloop", description="Registry of the ctloop images (<registry>/ctloop-<image>)."
+    )
+    image_tag: str = Field(__version__, description="Tag of the ctloop images; the release they were built from.")
+    pipeline_root: str | None = Field(None, description="KFP pipeline root (artifact location); unset: KFP's default.")
+
+    def image(self, name: str) -> str:
+        return f"{self.image_registry.rstrip('/')}/ctloop-{name}:{self.image_tag}"
+
+
 class LocalStack(_Model):
     state_dir: str = Field(".ctloop", description="Logs, PIDs and data of the local stack's services.")
     venvs_dir: str = Field(".venvs", description="The per-image environments `make setup` builds (<dir>/<image>).")
@@ -338,6 +350,7 @@ class Settings(_Model):
     drift: DriftPolicy = Field(default_factory=DriftPolicy)
     rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
     endpoints: Endpoints = Field(default_factory=Endpoints)
+    pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     local: LocalStack = Field(default_factory=LocalStack)
 
     @validator("features")

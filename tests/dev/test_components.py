@@ -77,7 +77,8 @@ def test_validate_data_outputs_and_optional_inputs(tmp_path):
 
     container, _ = compile_one("validate_data", tmp_path)
     assert "{{$.outputs.parameters['fingerprint'].output_file}}" in container["args"]
-    assert any("IfPresent" in a and "--previous-statistics" in a for a in container["args"])
+    args = container["args"]
+    assert args[args.index("--previous-statistics") + 1] == "{{$.inputs.parameters['previous_statistics_uri']}}"
     assert spec.SCHEMA_JSON in spec.OUTPUT_FILES
 
 

@@ -1,0 +1,129 @@
+"""The continuous-training pipeline: validate_data -> train -> validate_segments -> if blessed: register.
+
+``build(settings)`` returns the ``@dsl.pipeline`` function with the images, resources and accelerator the
+settings call for; ``compile_to(settings, path)`` writes KFP's IR. Pipeline parameters: the span's URI, the text
+of ctloop.yaml (its default is the file the pipeline was compiled with), the previous span's statistics (drift)
+and one trial's hyper-parameters.
+
+Caching: validate_data reads a URI whose content may change, validate_segments reads the registry's champion and
+register writes to the registry, so none of them is cached. train is: its inputs include validate_data's
+content fingerprint, so a changed span never hits an old entry. Steps that talk to MLflow retry.
+
+No `from __future__ import annotations` here: kfp reads the pipeline's annotations as objects.
+"""
+
+from pathlib import Path
+
+from kfp import compiler, dsl
+
+from ctloop.components.register import component as register_component
+from ctloop.components.train import component as train_component
+from ctloop.components.validate_data import component as validate_component
+from ctloop.components.validate_segments import component as segments_component
+
+NAME = "continuous-training"
+COMPILED = Path(__file__).resolve().parent / "compiled" / "continuous_training.yaml"
+
+# cpu request, cpu limit, memory request, memory limit: sized for spans of about a million rows.
+RESOURCES = {
+    "validate": ("1", "2", "2G", "8G"),
+    "train": ("2", "4", "2G", "8G"),
+    "segments": ("1", "2", "1G", "4G"),
+    "register": ("250m", "1", "512M", "1G"),
+}
+
+
+def _size(task, name: str):
+    cpu, cpu_limit, memory, memory_limit = RESOURCES[name]
+    return task.set_cpu_request(cpu).set_cpu_limit(cpu_limit).set_memory_request(memory).set_memory_limit(memory_limit)
+
+
+def build(settings, config_text: str):
+    validate_op = validate_component.make(settings.pipeline.image("validate"))
+    train_op = train_component.make(settings.pipeline.image("train"))
+    segments_op = segments_component.make(settings.pipeline.image("train"))
+    register_op = register_component.make(settings.pipeline.image("train"))
+    cuda = settings.model.device == "cuda"
+
+    @dsl.pipeline(name=NAME, description="Validate a data span, train, judge per segment, register if blessed.")
+    def continuous_training(
+        data_uri: str,
+        config: str = config_text,
+        previous_statistics_uri: str = "",
+        params_json: str = "{}",
+    ):
+        validated = validate_op(data_uri=data_uri, config=config, previous_statistics_uri=previous_statistics_uri)
+        _size(validated, "validate").set_caching_options(False).set_display_name("validate data")
+
+        trained = train_op(
+            data_uri=data_uri,
+            config=config,
+            schema_json=validated.outputs["schema_json"],
+            params_json=params_json,
+            fingerprint=validated.outputs["fingerprint"],
+        )
+        _size(trained, "train").set_retry(num_retries=2, backoff_duration="30s").set_display_name("train")
+        if cuda:
+            trained.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+
+        judged = segments_op(config=config, model=trained.outputs["model"], test_split=trained.outputs["test_split"])
+        _size(judged, "segments").set_caching_options(False).set_retry(num_retries=2, backoff_duration="30s")
+        judged.set_display_name("validate segments")
+
+        with dsl.If(judged.outputs["blessed"] == True, name="blessed"):  # noqa: E712 - a KFP condition, not Python
+            registered = register_op(
+                config=config,
+                model=trained.outputs["model"],
+                blessing=judged.outputs["blessing"],
+                reference_sample=trained.outputs["reference_sample"],
+                schema=validated.outputs["schema"],
+                segment_report=judged.outputs["report"],
+                data_uri=data_uri,
+                fingerprint=validated.outputs["fingerprint"],
+                mlflow_run_id=trained.outputs["mlflow_run_id"],
+                pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
+            )
+            _size(registered, "register").set_caching_options(False).set_retry(num_retries=2, backoff_duration="30s")
+            registered.set_display_name("register")
+
+    return continuous_training
+
+
+def config_parameter(path: Path | str) -> str:
+    """The settings file as the pipeline's `config` default: one line of JSON (YAML reads it as it is).
+
+    Multi-line text would not do: the compiler copies defaults into the YAML comment heading the IR, where a
+    newline ends the comment and breaks the file.
+    """
+    import json
+
+    import yaml
+
+    return json.dumps(yaml.safe_load(Path(path).read_text()), separators=(",", ":"))
+
+
+def compile_to(settings, config_text: str, path: Path | str = COMPILED) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    compiler.Compiler().compile(build(settings, config_text), str(path))
+    return path
+
+
+def compile_kubernetes_manifests(settings, config_text: str, path: Path | str, namespace: str = "kubeflow") -> Path:
+    """KFP's Kubernetes-native Pipeline and PipelineVersion objects, for `kubectl apply -f`."""
+    from ctloop import __version__
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options = compiler.KubernetesManifestOptions(
+        pipeline_name=NAME,
+        pipeline_display_name="ctloop continuous training",
+        pipeline_version_name=f"{NAME}-{__version__.replace('.', '-')}",
+        pipeline_version_display_name=f"ctloop {__version__}",
+        namespace=namespace,
+        include_pipeline_manifest=True,
+    )
+    compiler.Compiler().compile(
+        build(settings, config_text), str(path), kubernetes_manifest_format=True, kubernetes_manifest_options=options
+    )
+    return path

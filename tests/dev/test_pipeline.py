@@ -1,0 +1,116 @@
+"""The continuous-training pipeline as compiled IR and as KFP Kubernetes-native objects.
+
+No `from __future__ import annotations`: kfp reads pipeline annotations as objects.
+"""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ctloop import config
+from ctloop.pipelines import continuous_training as ct
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBERNETES = ct.COMPILED.parent / "kubernetes" / "continuous_training.yaml"
+
+
+def compiled(tmp_path, **changes) -> dict:
+    raw = yaml.safe_load((ROOT / "ctloop.yaml").read_text())
+    for section, values in changes.items():
+        raw.setdefault(section, {}).update(values)
+    settings = config.parse(raw, environ={})
+    (tmp_path / "ctloop.yaml").write_text(yaml.safe_dump(raw))
+    path = ct.compile_to(settings, ct.config_parameter(tmp_path / "ctloop.yaml"), tmp_path / "ct.yaml")
+    return yaml.safe_load(path.read_text())
+
+
+def test_committed_pipeline_is_current(tmp_path):
+    """CI fails when the committed IR is stale: run `ctloop pipeline compile` and commit the result."""
+    result = subprocess.run(
+        [sys.executable, "-m", "ctloop.cli", "pipeline", "compile", "--config", "ctloop.yaml",
+         "--out", str(tmp_path / "ir.yaml"), "--kubernetes-out", str(tmp_path / "k8s.yaml")],
+        capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "ir.yaml").read_text() == ct.COMPILED.read_text(), "stale: run `ctloop pipeline compile`"
+    assert (tmp_path / "k8s.yaml").read_text() == KUBERNETES.read_text(), "stale: run `ctloop pipeline compile`"
+
+
+def test_compilation_is_deterministic(tmp_path):
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    assert compiled(tmp_path / "a") == compiled(tmp_path / "b")
+
+
+def test_tasks_images_and_condition(tmp_path):
+    ir = compiled(tmp_path, pipeline={"image_registry": "registry.example/ml", "image_tag": "9.9"})
+    tasks = ir["root"]["dag"]["tasks"]
+    assert set(tasks) == {"validate-data", "train", "validate-segments", "condition-1"}
+    assert tasks["train"]["dependentTasks"] == ["validate-data"]
+    condition = tasks["condition-1"]
+    assert condition["triggerPolicy"]["condition"] == (
+        "inputs.parameter_values['pipelinechannel--validate-segments-blessed'] == true"
+    )
+    inner = ir["components"]["comp-condition-1"]["dag"]["tasks"]
+    assert set(inner) == {"register"}
+    images = {name: e["container"]["image"] for name, e in ir["deploymentSpec"]["executors"].items()}
+    assert images == {
+        "exec-validate-data": "registry.example/ml/ctloop-validate:9.9",
+        "exec-train": "registry.example/ml/ctloop-train:9.9",
+        "exec-validate-segments": "registry.example/ml/ctloop-train:9.9",
+        "exec-register": "registry.example/ml/ctloop-train:9.9",
+    }
+    params = ir["root"]["inputDefinitions"]["parameters"]
+    assert set(params) == {"data_uri", "config", "previous_statistics_uri", "params_json"}
+    assert config.parse(yaml.safe_load(params["config"]["defaultValue"]), environ={}).name == "credit-risk"
+
+
+def test_caching_retries_and_resources(tmp_path):
+    ir = compiled(tmp_path)
+    tasks = ir["root"]["dag"]["tasks"]
+    caching = {name: t.get("cachingOptions", {}).get("enableCache", False) for name, t in tasks.items()}
+    assert caching["validate-data"] is False and caching["validate-segments"] is False
+    assert caching["train"] is True  # keyed on the span's content fingerprint
+    train_inputs = tasks["train"]["inputs"]["parameters"]
+    assert train_inputs["fingerprint"]["taskOutputParameter"]["producerTask"] == "validate-data"
+    assert tasks["train"]["retryPolicy"]["maxRetryCount"] == 2
+    resources = ir["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
+    assert resources["cpuRequest"] == 2.0 and resources["memoryLimit"] == 8.0
+    assert "accelerator" not in resources
+
+
+def test_cuda_puts_a_gpu_on_train_only(tmp_path):
+    ir = compiled(tmp_path, model={"device": "cuda"})
+    executors = ir["deploymentSpec"]["executors"]
+    accelerator = executors["exec-train"]["container"]["resources"]["accelerator"]
+    assert accelerator["resourceType"] == "nvidia.com/gpu" and str(accelerator["resourceCount"]) == "1"
+    assert "accelerator" not in executors["exec-validate-data"]["container"].get("resources", {})
+
+
+def test_kubernetes_native_objects():
+    documents = list(yaml.safe_load_all(KUBERNETES.read_text()))
+    kinds = {d["kind"]: d for d in documents}
+    assert set(kinds) == {"Pipeline", "PipelineVersion"}
+    for d in documents:
+        assert d["apiVersion"] == "pipelines.kubeflow.org/v2beta1"
+        assert d["metadata"]["namespace"] == "kubeflow"
+    version = kinds["PipelineVersion"]
+    assert version["spec"]["pipelineName"] == kinds["Pipeline"]["metadata"]["name"] == ct.NAME
+    ir = yaml.safe_load(ct.COMPILED.read_text())
+    assert json.dumps(version["spec"]["pipelineSpec"]["root"], sort_keys=True) == json.dumps(ir["root"], sort_keys=True)
+
+
+@pytest.mark.parametrize("flag", ["--out", "--kubernetes-out"])
+def test_compile_rejects_a_broken_config(tmp_path, flag):
+    (tmp_path / "bad.yaml").write_text("data: {uri: x}\nfeatures: []\n")
+    result = subprocess.run(
+        [sys.executable, "-m", "ctloop.cli", "pipeline", "compile", "--config", str(tmp_path / "bad.yaml"),
+         flag, str(tmp_path / "x.yaml")],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    assert result.returncode == 2 and "data.label" in result.stderr
+    assert not (tmp_path / "x.yaml").exists()
