@@ -1,9 +1,13 @@
 """The continuous-training pipeline: validate_data -> train -> validate_segments -> if blessed: register.
 
+With trials in ``model.search``, train first runs once per trial in a ``dsl.ParallelFor``; select_trial picks the
+trial with the best validation metric from the collected metrics (a fan-in of parameters only), and the final
+train runs with the winner's parameters (same seed, same data: the same model as the winning trial).
+
 ``build(settings)`` returns the ``@dsl.pipeline`` function with the images, resources and accelerator the
 settings call for; ``compile_to(settings, path)`` writes KFP's IR. Pipeline parameters: the span's URI, the text
 of ctloop.yaml (its default is the file the pipeline was compiled with), the previous span's statistics (drift)
-and one trial's hyper-parameters.
+and the hyper-parameter trials (default: ``model.search``).
 
 Caching: validate_data reads a URI whose content may change, validate_segments reads the registry's champion and
 register writes to the registry, so none of them is cached. train is: its inputs include validate_data's
@@ -12,11 +16,13 @@ content fingerprint, so a changed span never hits an old entry. Steps that talk 
 No `from __future__ import annotations` here: kfp reads the pipeline's annotations as objects.
 """
 
+import json
 from pathlib import Path
 
 from kfp import compiler, dsl
 
 from ctloop.components.register import component as register_component
+from ctloop.components.select_trial import component as select_component
 from ctloop.components.train import component as train_component
 from ctloop.components.validate_data import component as validate_component
 from ctloop.components.validate_segments import component as segments_component
@@ -30,6 +36,7 @@ RESOURCES = {
     "train": ("2", "4", "2G", "8G"),
     "segments": ("1", "2", "1G", "4G"),
     "register": ("250m", "1", "512M", "1G"),
+    "select": ("100m", "500m", "256M", "512M"),
 }
 
 
@@ -43,28 +50,42 @@ def build(settings, config_text: str):
     train_op = train_component.make(settings.pipeline.image("train"))
     segments_op = segments_component.make(settings.pipeline.image("train"))
     register_op = register_component.make(settings.pipeline.image("train"))
+    select_op = select_component.make(settings.pipeline.image("train"))
     cuda = settings.model.device == "cuda"
+    # Trials travel as JSON text: as protobuf Structs their key order would change from one compile to the next.
+    search = [json.dumps(dict(trial), sort_keys=True) for trial in settings.model.search]
 
-    @dsl.pipeline(name=NAME, description="Validate a data span, train, judge per segment, register if blessed.")
-    def continuous_training(
-        data_uri: str,
-        config: str = config_text,
-        previous_statistics_uri: str = "",
-        params_json: str = "{}",
-    ):
-        validated = validate_op(data_uri=data_uri, config=config, previous_statistics_uri=previous_statistics_uri)
-        _size(validated, "validate").set_caching_options(False).set_display_name("validate data")
-
-        trained = train_op(
+    def train_task(validated, data_uri, config, params_json, name):
+        task = train_op(
             data_uri=data_uri,
             config=config,
             schema_json=validated.outputs["schema_json"],
             params_json=params_json,
             fingerprint=validated.outputs["fingerprint"],
         )
-        _size(trained, "train").set_retry(num_retries=2, backoff_duration="30s").set_display_name("train")
+        _size(task, "train").set_retry(num_retries=2, backoff_duration="30s").set_display_name(name)
         if cuda:
-            trained.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+            task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
+        return task
+
+    @dsl.pipeline(name=NAME, description="Validate a data span, train, judge per segment, register if blessed.")
+    def continuous_training(
+        data_uri: str,
+        config: str = config_text,
+        previous_statistics_uri: str = "",
+        trials: list = search,
+    ):
+        validated = validate_op(data_uri=data_uri, config=config, previous_statistics_uri=previous_statistics_uri)
+        _size(validated, "validate").set_caching_options(False).set_display_name("validate data")
+
+        if search:
+            with dsl.ParallelFor(trials, parallelism=2, name="search") as trial:
+                tried = train_task(validated, data_uri, config, trial, "train trial")
+            selected = select_op(metrics=dsl.Collected(tried.outputs["validation_metric"]), trials=trials)
+            _size(selected, "select").set_display_name("select trial")
+            trained = train_task(validated, data_uri, config, selected.outputs["best_params"], "train")
+        else:
+            trained = train_task(validated, data_uri, config, "{}", "train")
 
         judged = segments_op(config=config, model=trained.outputs["model"], test_split=trained.outputs["test_split"])
         _size(judged, "segments").set_caching_options(False).set_retry(num_retries=2, backoff_duration="30s")
@@ -95,8 +116,6 @@ def config_parameter(path: Path | str) -> str:
     Multi-line text would not do: the compiler copies defaults into the YAML comment heading the IR, where a
     newline ends the comment and breaks the file.
     """
-    import json
-
     import yaml
 
     return json.dumps(yaml.safe_load(Path(path).read_text()), separators=(",", ":"))

@@ -49,23 +49,34 @@ def test_compilation_is_deterministic(tmp_path):
 def test_tasks_images_and_condition(tmp_path):
     ir = compiled(tmp_path, pipeline={"image_registry": "registry.example/ml", "image_tag": "9.9"})
     tasks = ir["root"]["dag"]["tasks"]
-    assert set(tasks) == {"validate-data", "train", "validate-segments", "condition-1"}
-    assert tasks["train"]["dependentTasks"] == ["validate-data"]
-    condition = tasks["condition-1"]
+    assert set(tasks) == {"validate-data", "for-loop-1", "select-trial", "train-2", "validate-segments", "condition-2"}
+    assert set(tasks["train-2"]["dependentTasks"]) == {"validate-data", "select-trial"}
+    assert tasks["train-2"]["inputs"]["parameters"]["params_json"]["taskOutputParameter"] == {
+        "outputParameterKey": "best_params", "producerTask": "select-trial"}  # fmt: skip
+    # the search: one train per trial, their metrics collected for select-trial
+    loop = tasks["for-loop-1"]
+    assert loop["parameterIterator"]["items"]["inputParameter"] == "pipelinechannel--trials"
+    assert set(ir["components"]["comp-for-loop-1"]["dag"]["tasks"]) == {"train"}
+    metrics = tasks["select-trial"]["inputs"]["parameters"]["metrics"]["taskOutputParameter"]
+    assert metrics["producerTask"] == "for-loop-1"
+    condition = tasks["condition-2"]
     assert condition["triggerPolicy"]["condition"] == (
         "inputs.parameter_values['pipelinechannel--validate-segments-blessed'] == true"
     )
-    inner = ir["components"]["comp-condition-1"]["dag"]["tasks"]
+    inner = ir["components"]["comp-condition-2"]["dag"]["tasks"]
     assert set(inner) == {"register"}
     images = {name: e["container"]["image"] for name, e in ir["deploymentSpec"]["executors"].items()}
     assert images == {
         "exec-validate-data": "registry.example/ml/ctloop-validate:9.9",
         "exec-train": "registry.example/ml/ctloop-train:9.9",
+        "exec-train-2": "registry.example/ml/ctloop-train:9.9",
+        "exec-select-trial": "registry.example/ml/ctloop-train:9.9",
         "exec-validate-segments": "registry.example/ml/ctloop-train:9.9",
         "exec-register": "registry.example/ml/ctloop-train:9.9",
     }
     params = ir["root"]["inputDefinitions"]["parameters"]
-    assert set(params) == {"data_uri", "config", "previous_statistics_uri", "params_json"}
+    assert set(params) == {"data_uri", "config", "previous_statistics_uri", "trials"}
+    assert params["trials"]["defaultValue"] == ['{"max_depth": 4}', '{"eta": 0.05, "max_depth": 6}']
     assert config.parse(yaml.safe_load(params["config"]["defaultValue"]), environ={}).name == "credit-risk"
 
 
@@ -74,13 +85,18 @@ def test_caching_retries_and_resources(tmp_path):
     tasks = ir["root"]["dag"]["tasks"]
     caching = {name: t.get("cachingOptions", {}).get("enableCache", False) for name, t in tasks.items()}
     assert caching["validate-data"] is False and caching["validate-segments"] is False
-    assert caching["train"] is True  # keyed on the span's content fingerprint
-    train_inputs = tasks["train"]["inputs"]["parameters"]
+    assert caching["train-2"] is True  # keyed on the span's content fingerprint
+    train_inputs = tasks["train-2"]["inputs"]["parameters"]
     assert train_inputs["fingerprint"]["taskOutputParameter"]["producerTask"] == "validate-data"
-    assert tasks["train"]["retryPolicy"]["maxRetryCount"] == 2
+    assert tasks["train-2"]["retryPolicy"]["maxRetryCount"] == 2
     resources = ir["deploymentSpec"]["executors"]["exec-train"]["container"]["resources"]
     assert resources["cpuRequest"] == 2.0 and resources["memoryLimit"] == 8.0
     assert "accelerator" not in resources
+
+
+def test_without_search_there_is_one_train(tmp_path):
+    ir = compiled(tmp_path, model={"search": []})
+    assert set(ir["root"]["dag"]["tasks"]) == {"validate-data", "train", "validate-segments", "condition-1"}
 
 
 def test_cuda_puts_a_gpu_on_train_only(tmp_path):
