@@ -73,9 +73,15 @@ def build(settings, config_text: str):
         data_uri: str,
         config: str = config_text,
         previous_statistics_uri: str = "",
+        schema_uri: str = "",
         trials: list = search,
     ):
-        validated = validate_op(data_uri=data_uri, config=config, previous_statistics_uri=previous_statistics_uri)
+        validated = validate_op(
+            data_uri=data_uri,
+            config=config,
+            previous_statistics_uri=previous_statistics_uri,
+            pinned_schema_uri=schema_uri,
+        )
         _size(validated, "validate").set_caching_options(False).set_display_name("validate data")
 
         if search:

@@ -3,7 +3,6 @@
 No `from __future__ import annotations` here: kfp reads the parameter annotations as objects.
 """
 
-
 from kfp import dsl
 
 from ctloop.components.select_trial import spec

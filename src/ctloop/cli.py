@@ -173,6 +173,46 @@ def pipeline_compile(out, kubernetes_out, namespace, config_path) -> None:
     click.echo(f"wrote {ir}\nwrote {manifests}")
 
 
+@pipeline_group.command("run")
+@click.option("--local", "local", is_flag=True, required=True, help="Run on this machine (the only mode so far).")
+@click.option("--data", required=True, help="The span: a CSV/Parquet file or folder, path or URI.")
+@click.option("--previous-statistics", default="", help="The previous span's stats.pb, for drift.")
+@click.option("--schema", default="", help="A pinned schema (schema.pbtxt) to validate against.")
+@click.option("--pipeline", "pipeline_file", default=None, help="Compiled pipeline (default: the committed one).")
+@click.option("--no-cache", is_flag=True, help="Run every task, even those with a cached result.")
+@config_option
+@reports_errors
+def pipeline_run(local, data, previous_statistics, schema, pipeline_file, no_cache, config_path) -> None:
+    """Run the compiled pipeline locally: each step in its image's environment, against the local stack."""
+    from pathlib import Path
+
+    from ctloop import mlflow_client
+    from ctloop.pipelines import continuous_training as ct
+    from ctloop.pipelines import local_runner, progress
+
+    settings = _settings(config_path)
+    try:
+        mlflow_client.connect(settings, timeout=5)
+    except CtloopError:
+        raise CtloopError(
+            f"the local stack is down (no MLflow at {settings.endpoints.mlflow.tracking_uri}): run `ctloop up`"
+        ) from None
+    ir = local_runner.load_ir(pipeline_file or ct.COMPILED)
+    root = Path(settings.pipeline.pipeline_root or Path(settings.local.state_dir) / "pipeline-root")
+    if "://" not in data:
+        data = str(Path(data).resolve())
+    arguments = {"data_uri": data, "config": settings.json(), "previous_statistics_uri": previous_statistics,
+                 "schema_uri": schema}  # fmt: skip
+    runner = local_runner.LocalRunner(ir, root, local_runner.interpreter_for_images(Path(settings.local.venvs_dir)),
+                                      cache=not no_cache)  # fmt: skip
+    with progress.Display(runner) as display:
+        runner.on_change = display.update
+        runner.run(arguments)
+    progress.summary(runner)
+    if runner.failed():
+        sys.exit(1)
+
+
 def _print_status(statuses) -> None:
     from rich.console import Console
     from rich.table import Table

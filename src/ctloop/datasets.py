@@ -38,11 +38,19 @@ def _format_of(uri: str, declared: str) -> str | None:
     return SUFFIXES.get(suffix)
 
 
+def _sniff(uri: str) -> str:
+    """The format of a file without a telling suffix (KFP names artifact files after the output, no suffix)."""
+    head = artifacts.read_bytes(uri)[:4]
+    return "parquet" if head == b"PAR1" else "csv"
+
+
 def data_files(uri: str, declared: str = "auto") -> tuple[list[str], str]:
     """The data files at ``uri`` (a file, or every CSV/Parquet file under a folder) and their one format."""
     listed = artifacts.list_uris(uri)
     if not listed:
         raise BadInputError(f"{uri}: no such file or folder")
+    if listed == [uri] and _format_of(uri, declared) is None:
+        return listed, declared if declared != "auto" else _sniff(uri)
     files = [f for f in listed if _format_of(f, declared)]
     if not files:
         raise BadInputError(f"{uri}: no CSV or Parquet files in it")

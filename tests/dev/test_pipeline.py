@@ -75,7 +75,7 @@ def test_tasks_images_and_condition(tmp_path):
         "exec-register": "registry.example/ml/ctloop-train:9.9",
     }
     params = ir["root"]["inputDefinitions"]["parameters"]
-    assert set(params) == {"data_uri", "config", "previous_statistics_uri", "trials"}
+    assert set(params) == {"data_uri", "config", "previous_statistics_uri", "schema_uri", "trials"}
     assert params["trials"]["defaultValue"] == ['{"max_depth": 4}', '{"eta": 0.05, "max_depth": 6}']
     assert config.parse(yaml.safe_load(params["config"]["defaultValue"]), environ={}).name == "credit-risk"
 
