@@ -96,18 +96,8 @@ demo: setup
 		--out $(DEMO_DIR)/validate/2026-03 >/dev/null || rc=$$?; [ $$rc = 1 ]
 	@$(PYTHON) -c 'import json;print("   injected:", json.load(open("$(SPANS)/2026-03/manifest.json"))["drift"]["features"])'
 	$(CTLOOP) up
-	@echo "== train on the clean span, judge it per segment, register it in the local MLflow"
-	$(VENVS)/train/bin/python -m ctloop.components.train --config ctloop.yaml --data $(SPANS)/2026-02 \
-		--schema-json $(DEMO_DIR)/validate/2026-02/schema.json --out $(DEMO_DIR)/train/2026-02
-	$(VENVS)/train/bin/python -m ctloop.components.validate_segments --config ctloop.yaml \
-		--test-split $(DEMO_DIR)/train/2026-02/test.parquet --model $(DEMO_DIR)/train/2026-02/model \
-		--out $(DEMO_DIR)/segments/2026-02 | tail -n 1
-	$(VENVS)/train/bin/python -m ctloop.components.register --config ctloop.yaml \
-		--model $(DEMO_DIR)/train/2026-02/model --blessing $(DEMO_DIR)/segments/2026-02/blessing.json \
-		--mlflow-run-id "$$(cat $(DEMO_DIR)/train/2026-02/mlflow_run_id.txt)" --data $(SPANS)/2026-02 \
-		--fingerprint "$$(cat $(DEMO_DIR)/validate/2026-02/fingerprint.json)" \
-		--reference-sample $(DEMO_DIR)/train/2026-02/reference.parquet \
-		--schema $(DEMO_DIR)/validate/2026-02/schema.pbtxt --segment-report $(DEMO_DIR)/segments/2026-02/segments.html
+	@echo "== the pipeline, locally: validate, search, train, judge per segment, register in the local MLflow"
+	$(CTLOOP) pipeline run --local --data $(SPANS)/2026-02
 	$(CTLOOP) status
 	@echo "demo: spans under $(SPANS), reports under $(DEMO_DIR); MLflow at http://127.0.0.1:5500; 'ctloop down' stops the stack."
 

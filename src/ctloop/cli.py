@@ -173,34 +173,90 @@ def pipeline_compile(out, kubernetes_out, namespace, config_path) -> None:
     click.echo(f"wrote {ir}\nwrote {manifests}")
 
 
+def _kfp_options(fn):
+    fn = click.option("--in-cluster", is_flag=True, help="Authenticate with the pod's KFP service account token.")(fn)
+    fn = click.option("--token", envvar="KFP_TOKEN", help="Bearer token for the KFP endpoint ($KFP_TOKEN).")(fn)
+    return fn
+
+
+@pipeline_group.command("upload")
+@click.option("--host", required=True, help="KFP endpoint, e.g. https://kubeflow.example/pipeline.")
+@click.option("--pipeline", "pipeline_file", default=None, help="Compiled pipeline (default: the committed one).")
+@_kfp_options
+@config_option
+@reports_errors
+def pipeline_upload(host, pipeline_file, token, in_cluster, config_path) -> None:
+    """Upload the compiled pipeline and a version named after its content (reused when it exists)."""
+    from pathlib import Path
+
+    from ctloop.pipelines import continuous_training as ct
+    from ctloop.pipelines import submit
+
+    settings = _settings(config_path)
+    client = submit.connect(host, settings.endpoints.kfp.namespace, token, in_cluster)
+    pipeline_id, version_id = submit.upload(client, Path(pipeline_file or ct.COMPILED))
+    click.echo(f"pipeline {pipeline_id}\nversion {version_id}")
+
+
 @pipeline_group.command("run")
-@click.option("--local", "local", is_flag=True, required=True, help="Run on this machine (the only mode so far).")
+@click.option("--local", "local", is_flag=True, help="Run on this machine, against the local stack.")
+@click.option("--host", default=None, help="Or: submit to this KFP endpoint.")
 @click.option("--data", required=True, help="The span: a CSV/Parquet file or folder, path or URI.")
 @click.option("--previous-statistics", default="", help="The previous span's stats.pb, for drift.")
 @click.option("--schema", default="", help="A pinned schema (schema.pbtxt) to validate against.")
 @click.option("--pipeline", "pipeline_file", default=None, help="Compiled pipeline (default: the committed one).")
-@click.option("--no-cache", is_flag=True, help="Run every task, even those with a cached result.")
+@click.option("--no-cache", is_flag=True, help="--local: run every task, even those with a cached result.")
+@click.option("--cron", default=None, help="--host: a recurring run on this schedule (KFP's 6-field cron).")
+@click.option("--experiment", default=None, help="--host: experiment (default: endpoints.kfp.experiment).")
+@_kfp_options
 @config_option
 @reports_errors
-def pipeline_run(local, data, previous_statistics, schema, pipeline_file, no_cache, config_path) -> None:
-    """Run the compiled pipeline locally: each step in its image's environment, against the local stack."""
+def pipeline_run(local, host, data, previous_statistics, schema, pipeline_file, no_cache, cron, experiment,
+                 token, in_cluster, config_path) -> None:  # fmt: skip
+    """Run the compiled pipeline: --local on this machine, or --host on a KFP endpoint."""
+    from pathlib import Path
+
+    from ctloop.errors import BadInputError
+    from ctloop.pipelines import continuous_training as ct
+
+    if bool(local) == bool(host):
+        raise BadInputError("give exactly one of --local and --host")
+    if local and (cron or experiment or token or in_cluster):
+        raise BadInputError("--cron, --experiment, --token and --in-cluster are for --host")
+    settings = _settings(config_path)
+    package = Path(pipeline_file or ct.COMPILED)
+    if host:
+        from ctloop.pipelines import submit
+
+        client = submit.connect(host, settings.endpoints.kfp.namespace, token, in_cluster)
+        arguments = {"data_uri": data, "config": ct.config_parameter(config_path),
+                     "previous_statistics_uri": previous_statistics, "schema_uri": schema}  # fmt: skip
+        done = submit.run(client, host, package, experiment or settings.endpoints.kfp.experiment, arguments, cron)
+        if done.recurring_run_id:
+            click.echo(f"recurring run {done.recurring_run_id} ({cron}) of version {done.version_id}")
+        else:
+            click.echo(f"run {done.run_id}\n{done.url}")
+        return
+    _run_locally(settings, package, data, previous_statistics, schema, no_cache)
+
+
+def _run_locally(settings, package, data, previous_statistics, schema, no_cache) -> None:
     from pathlib import Path
 
     from ctloop import mlflow_client
-    from ctloop.pipelines import continuous_training as ct
     from ctloop.pipelines import local_runner, progress
 
-    settings = _settings(config_path)
     try:
         mlflow_client.connect(settings, timeout=5)
     except CtloopError:
         raise CtloopError(
             f"the local stack is down (no MLflow at {settings.endpoints.mlflow.tracking_uri}): run `ctloop up`"
         ) from None
-    ir = local_runner.load_ir(pipeline_file or ct.COMPILED)
+    ir = local_runner.load_ir(package)
     root = Path(settings.pipeline.pipeline_root or Path(settings.local.state_dir) / "pipeline-root")
     if "://" not in data:
         data = str(Path(data).resolve())
+    # Resolved settings: the steps run in their own folders, where relative paths would mean something else.
     arguments = {"data_uri": data, "config": settings.json(), "previous_statistics_uri": previous_statistics,
                  "schema_uri": schema}  # fmt: skip
     runner = local_runner.LocalRunner(ir, root, local_runner.interpreter_for_images(Path(settings.local.venvs_dir)),
