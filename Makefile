@@ -106,6 +106,7 @@ bench: setup
 	$(VENVS)/dev/bin/python bench/run.py --out bench/results
 	$(VENVS)/validate/bin/python bench/validate_data.py --out bench/results
 	$(VENVS)/train/bin/python bench/train.py --out bench/results
+	$(VENVS)/dev/bin/python bench/pipeline.py --out bench/results
 
 lint: $(VENVS)/dev/.ready
 	$(VENVS)/dev/bin/ruff format --check .

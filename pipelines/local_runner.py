@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import re
+import shlex
 import shutil
 import subprocess
 import time
@@ -416,7 +417,7 @@ class LocalRunner:
         self._set(qualified, "running", log=str(log))
         started = time.monotonic()
         with log.open("wb") as stream:
-            stream.write(("$ " + " ".join(argv) + "\n").encode())
+            stream.write(("$ " + shlex.join(argv) + "\n").encode())
             stream.flush()
             code = subprocess.call(argv, stdout=stream, stderr=subprocess.STDOUT, env=env, cwd=folder)
         seconds = time.monotonic() - started
