@@ -254,13 +254,7 @@ class LocalRunner:
 
     def _order(self, tasks: dict) -> list[str]:
         def upstream(spec: dict) -> set[str]:
-            found = set(spec.get("dependentTasks", []))
-            for kind in ("parameters", "artifacts"):
-                for value in spec.get("inputs", {}).get(kind, {}).values():
-                    for key in ("taskOutputParameter", "taskOutputArtifact"):
-                        if key in value:
-                            found.add(value[key]["producerTask"])
-            return found & set(tasks)
+            return set(self._producers(spec)) & set(tasks)
 
         done: list[str] = []
         pending = dict(sorted((name, upstream(spec)) for name, spec in tasks.items()))
