@@ -1,0 +1,141 @@
+"""The class `seldon-core-microservice` runs: ``ctloop.services.model_server.seldon_model.SeldonModel``.
+
+    seldon-core-microservice ctloop.services.model_server.seldon_model.SeldonModel --service-type MODEL
+
+Parameters (PREDICTIVE_UNIT_PARAMETERS): ``model_uri`` (default /mnt/models, where Seldon's storage initializer
+copies the model folder; a path, file:// or s3:// URI locally), ``model_version`` (the registry version, shown in
+every response; default: a content hash of the booster), ``explain`` (feature contributions in every response).
+Bad requests answer HTTP 400 naming the field or feature; what is not ctloop's error stays a 500 for the wrapper
+to log.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from ctloop.errors import CtloopError
+from ctloop.services.model_server.scoring import ScoringModel, as_json
+
+log = logging.getLogger(__name__)
+SCORE_BUCKETS = [i / 10 for i in range(1, 11)]
+
+
+def _bad_request(message: str):
+    from seldon_core.flask_utils import SeldonMicroserviceException
+
+    return SeldonMicroserviceException(message, status_code=400, reason="BAD_REQUEST")
+
+
+class SeldonModel:
+    def __init__(self, model_uri: str = "/mnt/models", model_version: str = "", explain: bool = False):
+        self.model_uri = model_uri
+        self.model_version = model_version
+        self.explain = bool(explain)
+        self.model: ScoringModel | None = None
+        self._pending_metrics: list[dict] = []
+
+    def load(self) -> None:
+        self.model = ScoringModel(self.model_uri)
+        self.model_version = self.model_version or self.model.content_version
+        log.info("loaded %s (version %s, policy %s)", self.model_uri, self.model_version, self.model.policy_version)
+
+    def health_status(self):
+        if self.model is None:
+            raise _bad_request("model not loaded")
+        return {"model_version": self.model_version, "policy_version": self.model.policy_version}
+
+    def init_metadata(self):
+        features = self.model.spec["features"] if self.model else []
+        return {
+            "name": "ctloop",
+            "versions": [self.model_version],
+            "platform": "xgboost",
+            "inputs": [{"messagetype": "jsonData", "schema": {"names": [f["name"] for f in features]}}],
+            "outputs": [{"messagetype": "ndarray", "schema": {"names": ["score", "decision"]}}],
+        }
+
+    # -- predictions
+
+    def _parse(self, request: dict) -> tuple[list, list]:
+        if not isinstance(request, dict):
+            raise _bad_request("the request must be a JSON object (a SeldonMessage)")
+        if "jsonData" in request:
+            return ScoringModel.rows_from_json(request["jsonData"])
+        data = request.get("data")
+        if not isinstance(data, dict) or "ndarray" not in data:
+            raise _bad_request("send data.names with data.ndarray, or jsonData with named features")
+        rows = data["ndarray"]
+        if isinstance(rows, list) and rows and not isinstance(rows[0], list):
+            rows = [rows]  # one row sent flat
+        return data.get("names"), rows
+
+    def predict_raw(self, request):
+        try:
+            names, rows = self._parse(request)
+            explain = self.explain or bool((request.get("meta") or {}).get("tags", {}).get("explain"))
+            scored = self.model.score(names, rows, explain=explain)
+        except CtloopError as e:
+            raise _bad_request(str(e)) from None
+        tags = {"model_version": self.model_version, "policy_version": self.model.policy_version}
+        if scored.rules is not None and any(scored.rules):
+            tags["rules"] = [str(r) for r in scored.rules]
+        if scored.contributions is not None:
+            tags["contributions"] = scored.contributions
+        names_out = ["score", "decision"] if scored.decisions is not None else ["score"]
+        return {
+            "data": {"names": names_out, "ndarray": as_json(scored)},
+            "meta": {"tags": tags, "metrics": self._prediction_metrics(scored)},
+        }
+
+    def _prediction_metrics(self, scored) -> list[dict]:
+        metrics = []
+        if scored.decisions is not None:
+            outcomes, counts = np.unique(scored.decisions.astype(str), return_counts=True)
+            metrics += [{"type": "COUNTER", "key": "ctloop_decisions_total", "value": int(n),
+                         "tags": {"decision": str(o)}} for o, n in zip(outcomes, counts)]  # fmt: skip
+        if scored.scores.ndim == 1:
+            # A histogram as counters by upper bound: Seldon's custom metrics have no histogram type for values.
+            buckets = np.searchsorted(SCORE_BUCKETS, np.clip(scored.scores, 0, 1), side="left")
+            bounds, counts = np.unique(buckets, return_counts=True)
+            for bucket, n in zip(bounds, counts):
+                upper = f"{SCORE_BUCKETS[min(bucket, 9)]:.1f}"
+                metrics.append(
+                    {"type": "COUNTER", "key": "ctloop_scores_total", "value": int(n), "tags": {"le": upper}}
+                )
+        return metrics
+
+    # -- feedback
+
+    def send_feedback_raw(self, feedback):
+        """Ground truth for an earlier response: counted as right or wrong per model version, so that live
+        accuracy can be computed per version (the response's own tags say which version answered)."""
+        from google.protobuf import json_format
+        from seldon_core.utils import json_to_seldon_message
+
+        try:
+            # The wrapper hands feedback over as a Feedback proto and wants a SeldonMessage proto back.
+            if not isinstance(feedback, dict):
+                feedback = json_format.MessageToDict(feedback)
+            truth = (feedback.get("truth") or {}).get("data", {}).get("ndarray")
+            response = feedback.get("response") or {}
+            answered = (response.get("data") or {}).get("ndarray")
+            version = ((response.get("meta") or {}).get("tags") or {}).get("model_version", self.model_version)
+            if truth is None or answered is None:
+                raise ValueError("feedback needs truth.data.ndarray and the response it is about")
+            truths = [t[0] if isinstance(t, list) else t for t in truth]
+            if len(truths) != len(answered):
+                raise ValueError(f"{len(truths)} truths for {len(answered)} answered rows")
+            threshold = self.model.policy["threshold"]
+            right = sum(int((float(row[0]) >= threshold) == bool(float(t))) for row, t in zip(answered, truths))
+        except (ValueError, TypeError, KeyError, IndexError) as e:
+            raise _bad_request(f"feedback: {e}") from None
+        metrics = [
+            {"type": "COUNTER", "key": "ctloop_feedback_total", "value": right,
+             "tags": {"outcome": "right", "served_version": str(version)}},
+            {"type": "COUNTER", "key": "ctloop_feedback_total", "value": len(truths) - right,
+             "tags": {"outcome": "wrong", "served_version": str(version)}},
+        ]  # fmt: skip
+        answer = {"data": {"names": ["right", "rows"], "ndarray": [[right, len(truths)]]}, "meta": {"metrics": metrics}}
+        return json_to_seldon_message(answer)

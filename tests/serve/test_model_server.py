@@ -1,0 +1,208 @@
+"""The model server in the serve environment: the scoring logic directly, then a real `seldon-core-microservice`
+process over HTTP, and payload fuzzing with zero 5xx answers."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ctloop.errors import BadInputError
+from ctloop.services.model_server.scoring import ScoringModel
+
+ROOT = Path(__file__).resolve().parents[2]
+pytestmark = pytest.mark.timeout(600)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("model")
+    subprocess.run([str(ROOT / ".venvs" / "train" / "bin" / "python"), str(Path(__file__).parent / "make_model.py"),
+                    str(out)], check=True, capture_output=True)  # fmt: skip
+    return {"folder": str(out / "model"), **json.loads((out / "rows.json").read_text())}
+
+
+@pytest.fixture(scope="module")
+def model(trained):
+    return ScoringModel(trained["folder"])
+
+
+def table(trained, n=None):
+    rows = trained["rows"][:n]
+    return trained["features"], [[r[f] for f in trained["features"]] for r in rows]
+
+
+def test_scores_and_decisions_match_the_training_code(model, trained):
+    names, rows = table(trained)
+    scored = model.score(names, rows)
+    assert np.allclose(scored.scores, trained["scores"], atol=1e-6)  # numpy codes == pandas categoricals
+    assert scored.decisions.tolist() == trained["decisions"]
+    assert scored.rules.tolist() == trained["rules"] and "large-loan-review" in trained["rules"]
+
+
+def test_column_order_and_json_rows_do_not_matter(model, trained):
+    names, rows = table(trained, 5)
+    reordered = list(reversed(names))
+    assert np.allclose(model.score(reordered, [list(reversed(r)) for r in rows]).scores, trained["scores"][:5])
+    json_names, json_rows = ScoringModel.rows_from_json(trained["rows"][:5])
+    assert np.allclose(model.score(json_names, json_rows).scores, trained["scores"][:5])
+
+
+def test_contributions_add_up_to_the_margin(model, trained):
+    names, rows = table(trained, 3)
+    scored = model.score(names, rows, explain=True)
+    for contribution, p in zip(scored.contributions, scored.scores):
+        margin = sum(contribution.values())
+        assert 1 / (1 + np.exp(-margin)) == pytest.approx(p, abs=1e-4)
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (lambda r: r.pop("age"), "missing feature(s) ['age']"),
+        (lambda r: r.update(colour="red"), "unknown feature(s) ['colour']"),
+        (lambda r: r.update(age="old"), "feature 'age' is numeric"),
+        (lambda r: r.update(age=True), "feature 'age' is numeric"),
+        (lambda r: r.update(income=float("inf")), "feature 'income': infinity"),
+        (lambda r: r.update(channel="fax"), "feature 'channel': category 'fax' was never seen"),
+        (lambda r: r.update(channel=3), "feature 'channel' is categorical"),
+    ],
+)
+def test_bad_rows_name_the_feature(model, trained, change, words):
+    row = dict(trained["rows"][0])
+    change(row)
+    with pytest.raises(BadInputError) as excinfo:
+        model.score(*ScoringModel.rows_from_json(row))
+    assert words in str(excinfo.value)
+
+
+def test_missing_values_are_allowed_and_unseen_categories_can_be_missing(model, trained):
+    row = dict(trained["rows"][0], income=None, region=None)
+    assert np.isfinite(model.score(*ScoringModel.rows_from_json(row)).scores).all()
+    model.spec["unseen_category"] = "missing"
+    try:
+        unseen = model.score(*ScoringModel.rows_from_json(dict(trained["rows"][0], channel="fax"))).scores
+        absent = model.score(*ScoringModel.rows_from_json(dict(trained["rows"][0], channel=None))).scores
+        assert unseen == pytest.approx(absent)
+    finally:
+        model.spec["unseen_category"] = "reject"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The real microservice
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(trained, tmp_path_factory):
+    http, grpc, metrics = free_port(), free_port(), free_port()
+    parameters = [{"name": "model_uri", "value": trained["folder"], "type": "STRING"},
+                  {"name": "model_version", "value": "7", "type": "STRING"}]  # fmt: skip
+    env = {**os.environ, "PREDICTIVE_UNIT_PARAMETERS": json.dumps(parameters),
+           "PREDICTIVE_UNIT_HTTP_SERVICE_PORT": str(http), "PREDICTIVE_UNIT_GRPC_SERVICE_PORT": str(grpc),
+           "PREDICTIVE_UNIT_METRICS_SERVICE_PORT": str(metrics), "OMP_NUM_THREADS": "1"}  # fmt: skip
+    log = (tmp_path_factory.mktemp("server") / "server.log").open("wb")
+    process = subprocess.Popen(
+        [str(Path(sys.executable).parent / "seldon-core-microservice"),
+         "ctloop.services.model_server.seldon_model.SeldonModel", "--service-type", "MODEL", "--workers", "1"],
+        env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{http}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            urllib.request.urlopen(f"{url}/health/status", timeout=2)
+            break
+        except OSError:
+            assert process.poll() is None, Path(log.name).read_text()
+            time.sleep(0.5)
+    yield {"url": url, "metrics": f"http://127.0.0.1:{metrics}"}
+    os.killpg(process.pid, signal.SIGTERM)
+    process.wait(timeout=30)
+
+
+def post(url: str, body) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if not isinstance(body, bytes) else body
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        text = e.read()
+        try:
+            return e.code, json.loads(text)
+        except json.JSONDecodeError:
+            return e.code, {"raw": text.decode(errors="replace")}
+
+
+def test_predictions_over_http(server, trained):
+    names, rows = table(trained, 4)
+    status, body = post(f"{server['url']}/api/v1.0/predictions", {"data": {"names": names, "ndarray": rows}})
+    assert status == 200, body
+    assert [r[0] for r in body["data"]["ndarray"]] == pytest.approx(trained["scores"][:4], abs=1e-6)
+    assert [r[1] for r in body["data"]["ndarray"]] == trained["decisions"][:4]
+    assert body["meta"]["tags"]["model_version"] == "7" and len(body["meta"]["tags"]["policy_version"]) == 12
+    status, body = post(f"{server['url']}/api/v1.0/predictions", {"jsonData": trained["rows"][0]})
+    assert status == 200 and body["data"]["names"] == ["score", "decision"]
+
+
+def test_bad_request_is_a_400_naming_the_feature(server, trained):
+    row = dict(trained["rows"][0], channel="fax")
+    status, body = post(f"{server['url']}/api/v1.0/predictions", {"jsonData": row})
+    assert status == 400
+    assert "channel" in json.dumps(body) and "fax" in json.dumps(body)
+
+
+def test_feedback_counts_right_and_wrong_per_served_version(server, trained):
+    names, rows = table(trained, 2)
+    _, answered = post(f"{server['url']}/api/v1.0/predictions", {"data": {"names": names, "ndarray": rows}})
+    truth = [[1], [0]]
+    status, body = post(f"{server['url']}/api/v1.0/feedback",
+                        {"request": {"data": {"names": names, "ndarray": rows}}, "response": answered,
+                         "truth": {"data": {"ndarray": truth}}, "reward": 1})  # fmt: skip
+    assert status == 200, body
+    expected = sum(int((r[0] >= 0.3) == bool(t[0])) for r, t in zip(answered["data"]["ndarray"], truth))
+    assert body["data"]["ndarray"] == [[expected, 2]]
+    metrics = urllib.request.urlopen(f"{server['metrics']}/metrics", timeout=10).read().decode()
+    assert "ctloop_feedback_total{" in metrics and 'served_version="7"' in metrics
+    assert "ctloop_decisions_total{" in metrics and 'decision="approve"' in metrics
+    assert "ctloop_scores_total{" in metrics
+
+
+JSON = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=8),
+                    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+                    max_leaves=12)  # fmt: skip
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=JSON)
+def test_fuzzed_payloads_never_get_a_5xx(server, payload):
+    status, _ = post(f"{server['url']}/api/v1.0/predictions", payload)
+    assert status < 500, payload
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.data())
+def test_fuzzed_rows_never_get_a_5xx(server, trained, data):
+    """Well-formed messages with wrong values: every feature gets arbitrary JSON."""
+    row = {name: data.draw(JSON | st.just(trained["rows"][0][name]), label=name) for name in trained["features"]}
+    status, _ = post(f"{server['url']}/api/v1.0/predictions", {"jsonData": row})
+    assert status < 500, row
