@@ -332,6 +332,7 @@ class LocalStack(_Model):
     venvs_dir: str = Field(".venvs", description="The per-image environments `make setup` builds (<dir>/<image>).")
     mlflow_port: int = Field(5500, ge=1, le=65535, description="Loopback port of the local MLflow server.")
     prometheus_port: int = Field(9590, ge=1, le=65535, description="Loopback port of the local Prometheus.")
+    gateway_port: int = Field(8580, ge=1, le=65535, description="Loopback port of the local Seldon gateway.")
     scrape_interval_s: int = Field(5, ge=1, description="Scrape and rule evaluation interval of the local Prometheus.")
     startup_timeout_s: int = Field(180, ge=1, description="How long `ctloop up` waits for every service to answer.")
 

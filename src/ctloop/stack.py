@@ -1,4 +1,5 @@
-"""The local stack: the shared services of the embedded mode, run as background processes on loopback.
+"""The local stack: the shared services of the embedded mode, run as background processes on loopback:
+MLflow, Prometheus and the Seldon gateway.
 
 Each service is a ``Service``: a command, a health URL and the files it keeps under
 ``<state_dir>/stack/``: ``<name>.log`` and ``<name>.pid`` (the PID and the process start time, so that a
@@ -67,6 +68,7 @@ def _prometheus_config(settings: Settings) -> str:
         "scrape_configs": [
             {"job_name": "prometheus", "static_configs": [{"targets": [f"{HOST}:{settings.local.prometheus_port}"]}]},
             {"job_name": "mlflow", "static_configs": [{"targets": [f"{HOST}:{settings.local.mlflow_port}"]}]},
+            {"job_name": "gateway", "static_configs": [{"targets": [f"{HOST}:{settings.local.gateway_port}"]}]},
         ],
     }
     return yaml.safe_dump(config, sort_keys=False)
@@ -78,6 +80,8 @@ def services(settings: Settings) -> list[Service]:
     mlflow_dir = state / "mlflow"
     prom_dir = state / "prometheus"
     mlflow_port, prom_port = settings.local.mlflow_port, settings.local.prometheus_port
+    gateway_port = settings.local.gateway_port
+    control_python = Path(settings.local.venvs_dir) / "control" / "bin" / "python"
     prometheus = shutil.which("prometheus")
     if prometheus is None:
         raise NotReadyError(
@@ -129,6 +133,27 @@ def services(settings: Settings) -> list[Service]:
             url=f"http://{HOST}:{prom_port}",
             files=(("prometheus/prometheus.yml", _prometheus_config(settings)),),
             check=[promtool, "check", "config", str((prom_dir / "prometheus.yml").resolve())] if promtool else None,
+        ),
+        Service(
+            name="gateway",
+            # Seldon's ingress and executor for the embedded mode: it runs the predictors of the SeldonDeployment
+            # objects in its folder (the local deployment target writes them there).
+            argv=[
+                str(control_python.absolute()),
+                "-m",
+                "ctloop.services.gateway",
+                "--deployments",
+                str((state / "gateway" / "deployments").resolve()),
+                "--venvs",
+                str(Path(settings.local.venvs_dir).resolve()),
+                "--host",
+                HOST,
+                "--port",
+                str(gateway_port),
+            ],  # fmt: skip
+            port=gateway_port,
+            health_path="/health",
+            url=f"http://{HOST}:{gateway_port}",
         ),
     ]
 

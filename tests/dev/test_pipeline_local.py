@@ -44,7 +44,7 @@ def stack(tmp_path_factory):
 
     folder = tmp_path_factory.mktemp("stack")
     local = {"state_dir": str(folder / "state"), "venvs_dir": str(ROOT / ".venvs"), "mlflow_port": free(),
-             "prometheus_port": free()}  # fmt: skip
+             "prometheus_port": free(), "gateway_port": free()}  # fmt: skip
     config = write_config(folder / "ctloop.yaml", local)
     up = subprocess.run([*CTLOOP, "up", "-c", str(config)], capture_output=True, text=True)
     assert up.returncode == 0, up.stderr

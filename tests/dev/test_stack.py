@@ -22,7 +22,13 @@ CTLOOP = [sys.executable, "-m", "ctloop.cli"]
 @pytest.fixture
 def stack_config(tmp_path, free_port, example_config_text):
     raw = yaml.safe_load(example_config_text)
-    raw["local"].update(mlflow_port=free_port(), prometheus_port=free_port(), scrape_interval_s=1)
+    raw["local"].update(
+        mlflow_port=free_port(),
+        prometheus_port=free_port(),
+        gateway_port=free_port(),
+        scrape_interval_s=1,
+        venvs_dir=str(Path(__file__).resolve().parents[2] / ".venvs"),
+    )
     path = tmp_path / "ctloop.yaml"
     path.write_text(yaml.safe_dump(raw))
     yield path, raw["local"]
@@ -74,7 +80,9 @@ def test_up_status_down(stack_config):
     assert urlopen(f"{mlflow}/health", timeout=5).read().strip() == b"OK"
     assert urlopen(f"{prometheus}/-/ready", timeout=5).status == 200
     first = pids(state)
-    assert set(first) == {"mlflow", "prometheus"}
+    assert set(first) == {"mlflow", "prometheus", "gateway"}
+    gateway = f"http://127.0.0.1:{local['gateway_port']}"
+    assert json.loads(urlopen(f"{gateway}/health", timeout=5).read()) == {"deployments": []}
 
     listing = ctloop("status", "-c", str(path)).stdout
     assert "mlflow" in listing and mlflow in listing and prometheus in listing and "healthy" in listing
@@ -90,7 +98,7 @@ def test_up_status_down(stack_config):
         with urlopen(f"{prometheus}/api/v1/query?query=up", timeout=5) as response:
             up = {r["metric"]["job"]: r["value"][1] for r in json.load(response)["data"]["result"]}
         time.sleep(1)
-    assert up == {"prometheus": "1", "mlflow": "1"}
+    assert up == {"prometheus": "1", "mlflow": "1", "gateway": "1"}
 
     # a second up starts nothing new
     ctloop("up", "-c", str(path))

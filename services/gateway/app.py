@@ -1,0 +1,223 @@
+"""The gateway's HTTP side: Seldon's external paths, traffic split by weight, shadows mirrored without touching
+the live answer, CloudEvents to the request logger, and Seldon's executor metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+import uuid
+from pathlib import Path
+
+import httpx
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ctloop.services.gateway import cloudevents, state
+from ctloop.services.gateway.predictors import Pool
+
+log = logging.getLogger(__name__)
+BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # Seldon's executor buckets
+LABELS = ["deployment_name", "predictor_name", "predictor_version", "service", "method", "code"]
+
+
+class Gateway:
+    def __init__(self, deployments_dir: Path, pool: Pool, poll_s: float = 1.0, seed: int | None = None):
+        self.root = deployments_dir
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.pool = pool
+        self.poll_s = poll_s
+        self.random = random.Random(seed)
+        self.deployments: dict[tuple[str, str], dict] = {}
+        self.signature: tuple = ()
+        self.background: set[asyncio.Task] = set()
+        self.client: httpx.AsyncClient | None = None
+        self.registry = CollectorRegistry()
+        self.server_seconds = Histogram(
+            "seldon_api_executor_server_requests_seconds",
+            "Gateway request time",
+            LABELS,
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+        self.client_seconds = Histogram(
+            "seldon_api_executor_client_requests_seconds",
+            "Model server request time",
+            [*LABELS, "model_name", "model_image", "model_version"],
+            buckets=BUCKETS,
+            registry=self.registry,
+        )
+
+    # -- reconciling
+
+    def reconcile(self) -> None:
+        """Bring the model-server processes in line with the state folder (blocking: run it in a thread)."""
+        signature = state.signature(self.root)
+        wanted = state.load_all(self.root)
+        for key, sdep in wanted.items():
+            self.pool.reconcile(key[0], key[1], sdep["spec"]["predictors"])
+        for key in set(self.deployments) - set(wanted):
+            self.pool.remove(*key)
+        self.deployments, self.signature = wanted, signature
+
+    async def watch(self) -> None:
+        while True:
+            try:
+                if state.signature(self.root) != self.signature:
+                    await asyncio.to_thread(self.reconcile)
+            except Exception:  # a bad file must not stop the loop; it is logged and retried
+                log.exception("reconcile failed")
+            await asyncio.sleep(self.poll_s)
+
+    # -- routing
+
+    def _spawn(self, coroutine) -> None:
+        task = asyncio.create_task(coroutine)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
+
+    @staticmethod
+    def _live(predictors: list[dict]) -> tuple[list[dict], list[int]]:
+        live = [p for p in predictors if not p.get("shadow")]
+        weights = [p.get("traffic", 100 if len(live) == 1 else 0) for p in live]
+        return live, weights
+
+    def _log(self, sdep: dict, namespace: str, predictor: dict, kind: str, puid: str, body: bytes) -> None:
+        logger = predictor.get("graph", {}).get("logger")
+        if not logger or not logger.get("url"):
+            return
+        mode = logger.get("mode", "all")
+        if (kind == cloudevents.REQUEST and mode == "response") or (kind != cloudevents.REQUEST and mode == "request"):
+            return
+        headers = cloudevents.headers(
+            kind, puid, sdep["metadata"]["name"], namespace, predictor["name"], predictor["graph"]["name"]
+        )
+        self._spawn(cloudevents.send(self.client, logger["url"], body, headers))
+
+    async def _forward(self, key, sdep, predictor, path: str, body: bytes, puid: str, method: str):
+        endpoint = self.pool.endpoints.get((*key, predictor["name"]))
+        if endpoint is None:
+            return None
+        labels = {
+            "deployment_name": key[1],
+            "predictor_name": predictor["name"],
+            "predictor_version": endpoint.version,
+            "service": path.rsplit("/", 1)[-1],
+            "method": method,
+        }
+        endpoint.enter()
+        started = time.perf_counter()
+        try:
+            response = await self.client.post(
+                f"{endpoint.url}{path}",
+                content=body,
+                timeout=30.0,
+                headers={"Content-Type": "application/json", "Seldon-Puid": puid},
+            )
+            code = str(response.status_code)
+            return response
+        except httpx.HTTPError as e:
+            code = "503"
+            log.warning("predictor %s: %s", predictor["name"], e)
+            return None
+        finally:
+            endpoint.leave()
+            image = (
+                predictor["componentSpecs"][0]["spec"]["containers"][0].get("image", "")
+                if predictor.get("componentSpecs")
+                else ""
+            )
+            self.client_seconds.labels(
+                **labels,
+                code=code,
+                model_name=predictor["graph"]["name"],
+                model_image=image,
+                model_version=endpoint.version,
+            ).observe(time.perf_counter() - started)
+
+    async def _mirror(self, key, sdep, predictor, path, body, puid, method) -> None:
+        """A shadow's copy: its answer is logged and dropped; its slowness or failure reaches no client."""
+        self._log(sdep, key[0], predictor, cloudevents.REQUEST, puid, body)
+        response = await self._forward(key, sdep, predictor, path, body, puid, method)
+        if response is not None and response.status_code < 400:
+            self._log(sdep, key[0], predictor, cloudevents.RESPONSE, puid, response.content)
+
+    async def handle(self, request: Request, path: str, method: str, kind: str) -> Response:
+        started = time.perf_counter()
+        key = (request.path_params["namespace"], request.path_params["name"])
+        sdep = self.deployments.get(key)
+        if sdep is None:
+            return JSONResponse({"status": {"code": 404, "info": f"no SeldonDeployment {key[0]}/{key[1]}"}}, 404)
+        body = await request.body()
+        puid = request.headers.get("Seldon-Puid") or str(uuid.uuid4())
+        predictors = sdep["spec"]["predictors"]
+        live, weights = self._live(predictors)
+        if not live or sum(weights) <= 0:
+            return JSONResponse({"status": {"code": 503, "info": "no predictor takes traffic"}}, 503)
+        chosen = self.random.choices(live, weights=weights)[0]
+        self._log(sdep, key[0], chosen, kind, puid, body)
+        if kind == cloudevents.REQUEST:
+            for shadow in (p for p in predictors if p.get("shadow")):
+                self._spawn(self._mirror(key, sdep, shadow, path, body, puid, method))
+        response = await self._forward(key, sdep, chosen, path, body, puid, method)
+        if response is None:
+            answer = JSONResponse({"status": {"code": 503, "info": f"predictor {chosen['name']} unavailable"}}, 503)
+        else:
+            if response.status_code < 400 and kind == cloudevents.REQUEST:
+                self._log(sdep, key[0], chosen, cloudevents.RESPONSE, puid, response.content)
+            answer = Response(response.content, response.status_code, media_type="application/json")
+        answer.headers["Seldon-Puid"] = puid
+        endpoint = self.pool.endpoints.get((*key, chosen["name"]))
+        self.server_seconds.labels(
+            deployment_name=key[1],
+            predictor_name=chosen["name"],
+            predictor_version=endpoint.version if endpoint else "",
+            service=path.rsplit("/", 1)[-1],
+            method=method,
+            code=str(answer.status_code),
+        ).observe(time.perf_counter() - started)
+        return answer
+
+    # -- the app
+
+    def app(self) -> Starlette:
+        async def predictions(request):
+            return await self.handle(request, "/api/v1.0/predictions", "predictions", cloudevents.REQUEST)
+
+        async def feedback(request):
+            # Seldon splits feedback by the same weights as predictions: it may reach another predictor.
+            return await self.handle(request, "/api/v1.0/feedback", "feedback", cloudevents.FEEDBACK)
+
+        async def metrics(request):
+            return Response(generate_latest(self.registry), media_type="text/plain; version=0.0.4")
+
+        async def health(request):
+            return JSONResponse({"deployments": [f"{ns}/{name}" for ns, name in self.deployments]})
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app):
+            self.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=200))
+            await asyncio.to_thread(self.reconcile)
+            watcher = asyncio.create_task(self.watch())
+            try:
+                yield
+            finally:
+                watcher.cancel()
+                await self.client.aclose()
+                await asyncio.to_thread(self.pool.stop_all)
+
+        prefix = "/seldon/{namespace}/{name}/api/v1.0"
+        return Starlette(
+            routes=[
+                Route(f"{prefix}/predictions", predictions, methods=["POST"]),
+                Route(f"{prefix}/feedback", feedback, methods=["POST"]),
+                Route("/metrics", metrics),
+                Route("/health", health),
+            ],
+            lifespan=lifespan,
+        )

@@ -1,0 +1,249 @@
+"""The local gateway (control environment) over real HTTP, with stand-in predictors (echo_predictor.py) so that
+routing, mirroring, logging and swaps are measured on their own: traffic split within statistical tolerance,
+shadow answers never returned, a slow or failing shadow changing neither live latency nor status, CloudEvents
+with Seldon's headers, a predictor swap under steady load that drops no request."""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+
+from ctloop.services.gateway import state
+from ctloop.services.gateway.app import Gateway
+from ctloop.services.gateway.predictors import Pool, free_port, model_version
+
+ECHO = Path(__file__).with_name("echo_predictor.py")
+pytestmark = pytest.mark.timeout(300)
+
+
+def echo_launcher(tmp: Path):
+    def launch(predictor: dict, port: int, folder: Path):
+        params = {p["name"]: p["value"] for p in predictor["graph"].get("parameters", [])}
+        env = {"ECHO_DELAY": params.get("delay", "0"), "ECHO_FAIL": params.get("fail", "0"),
+               "ECHO_COUNT_FILE": str(tmp / f"count-{predictor['name']}")}  # fmt: skip
+        return [sys.executable, str(ECHO), str(port), predictor["name"], model_version(predictor)], env
+
+    return launch
+
+
+def predictor(name: str, traffic: int | None = None, shadow: bool = False, logger: str | None = None, **params):
+    graph = {"name": "model", "type": "MODEL", "modelUri": "file:///unused",
+             "parameters": [{"name": k, "value": str(v), "type": "STRING"} for k, v in params.items()]}  # fmt: skip
+    if logger:
+        graph["logger"] = {"mode": "all", "url": logger}
+    out = {"name": name, "graph": graph, "componentSpecs": []}
+    if traffic is not None:
+        out["traffic"] = traffic
+    if shadow:
+        out["shadow"] = True
+    return out
+
+
+def sdep(*predictors) -> dict:
+    return {
+        "apiVersion": "machinelearning.seldon.io/v1",
+        "kind": "SeldonDeployment",
+        "metadata": {"name": "credit-risk", "namespace": "ctloop"},
+        "spec": {"predictors": list(predictors)},
+    }
+
+
+class Running:
+    def __init__(self, tmp: Path, deployment: dict):
+        self.tmp = tmp
+        self.root = tmp / "deployments"
+        state.write(self.root, deployment)
+        self.gateway = Gateway(self.root, Pool(echo_launcher(tmp), tmp / "predictors", drain_timeout=10),
+                               poll_s=0.2, seed=7)  # fmt: skip
+        self.port = free_port()
+        self.server = uvicorn.Server(uvicorn.Config(self.gateway.app(), host="127.0.0.1", port=self.port,
+                                                    log_level="warning"))  # fmt: skip
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.url = f"http://127.0.0.1:{self.port}/seldon/ctloop/credit-risk/api/v1.0/predictions"
+
+    def __enter__(self):
+        self.thread.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not self.server.started:
+            time.sleep(0.05)
+        return self
+
+    def __exit__(self, *exc):
+        self.server.should_exit = True
+        self.thread.join(timeout=30)
+
+    def count(self, name: str) -> int:
+        path = self.tmp / f"count-{name}"
+        return int(path.read_text()) if path.exists() else 0
+
+
+def ask(client: httpx.Client, url: str, **headers) -> httpx.Response:
+    return client.post(url, json={"data": {"ndarray": [[1.0]]}}, headers=headers, timeout=30)
+
+
+def test_traffic_is_split_by_weight(tmp_path):
+    with (
+        Running(
+            tmp_path, sdep(predictor("main", 70, model_version="1"), predictor("canary", 30, model_version="2"))
+        ) as g,
+        httpx.Client() as client,
+    ):
+        answers = [ask(client, g.url).json()["data"]["ndarray"][0][0] for _ in range(1000)]
+    share = answers.count("canary") / len(answers)
+    assert abs(share - 0.3) < 4 * math.sqrt(0.3 * 0.7 / len(answers)), share  # within 4 standard errors
+    assert set(answers) == {"main", "canary"}
+
+
+def test_shadow_answers_are_never_returned_and_a_slow_or_failing_shadow_changes_nothing(tmp_path):
+    deployment = sdep(predictor("main", 100, model_version="1"), predictor("shadow", shadow=True, delay="2", fail="1"))
+    with Running(tmp_path, deployment) as g, httpx.Client() as client:
+        times, statuses, names = [], [], []
+        for _ in range(20):
+            started = time.perf_counter()
+            response = ask(client, g.url)
+            times.append(time.perf_counter() - started)
+            statuses.append(response.status_code)
+            names.append(response.json()["data"]["ndarray"][0][0])
+        deadline = time.monotonic() + 10
+        while g.count("shadow") < 20 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        mirrored = g.count("shadow")
+    assert statuses == [200] * 20 and set(names) == {"main"}
+    assert max(times) < 1.0  # the shadow takes 2 s and then fails; no live answer waited for it
+    assert mirrored == 20
+
+
+class Sink:
+    """A request-logger endpoint for the CloudEvents the gateway sends."""
+
+    def __init__(self):
+        self.events: list[tuple[dict, bytes]] = []
+        sink = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                sink.events.append(({k.lower(): v for k, v in self.headers.items()}, body))
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/events"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_cloudevents_carry_seldons_headers_and_correlation(tmp_path):
+    sink = Sink()
+    deployment = sdep(predictor("main", 100, logger=sink.url, model_version="1"),
+                      predictor("shadow", shadow=True, logger=sink.url, model_version="2"))  # fmt: skip
+    with Running(tmp_path, deployment) as g, httpx.Client() as client:
+        response = ask(client, g.url, **{"Seldon-Puid": "puid-123"})
+        assert response.headers["Seldon-Puid"] == "puid-123"
+        deadline = time.monotonic() + 10
+        while len(sink.events) < 4 and time.monotonic() < deadline:
+            time.sleep(0.05)
+    sink.server.shutdown()
+    seen = {(h["ce-endpoint"], h["ce-type"]) for h, _ in sink.events}
+    assert seen == {("main", "io.seldon.serving.inference.request"), ("main", "io.seldon.serving.inference.response"),
+                    ("shadow", "io.seldon.serving.inference.request"),
+                    ("shadow", "io.seldon.serving.inference.response")}  # fmt: skip
+    for headers, _ in sink.events:
+        assert headers["ce-requestid"] == "puid-123" and headers["ce-specversion"] == "1.0"
+        assert headers["ce-inferenceservicename"] == "credit-risk" and headers["ce-namespace"] == "ctloop"
+        assert headers["ce-modelid"] == "model" and headers["ce-protocol"] == "seldon"
+    assert len({h["ce-id"] for h, _ in sink.events}) == 4  # a new id per event
+    request_body = next(b for h, b in sink.events if h["ce-type"].endswith("request"))
+    assert json.loads(request_body) == {"data": {"ndarray": [[1.0]]}}
+
+
+def test_swapping_a_predictor_under_load_drops_no_request(tmp_path):
+    with Running(tmp_path, sdep(predictor("main", 100, model_version="1", delay="0.05"))) as g:
+        results: list[tuple[int, str]] = []
+        stop = threading.Event()
+
+        def load():
+            with httpx.Client() as client:
+                while not stop.is_set():
+                    response = ask(client, g.url)
+                    version = response.json()["data"]["ndarray"][0][1] if response.status_code == 200 else ""
+                    results.append((response.status_code, version))
+
+        workers = [threading.Thread(target=load) for _ in range(4)]
+        for w in workers:
+            w.start()
+        time.sleep(1.0)
+        state.write(g.root, sdep(predictor("main", 100, model_version="2", delay="0.05")))
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not (results and results[-1][1] == "2"):
+            time.sleep(0.1)
+        time.sleep(1.0)
+        stop.set()
+        for w in workers:
+            w.join()
+    statuses = {status for status, _ in results}
+    versions = [v for _, v in results]
+    assert statuses == {200}, f"{sum(s != 200 for s, _ in results)} of {len(results)} failed"
+    assert versions[0] == "1" and versions[-1] == "2"
+    assert len(results) > 100
+
+
+def test_unknown_deployment_is_a_404_and_metrics_use_seldons_names(tmp_path):
+    with Running(tmp_path, sdep(predictor("main", model_version="3"))) as g, httpx.Client() as client:
+        assert ask(client, g.url).status_code == 200
+        missing = client.post(g.url.replace("credit-risk", "nope"), json={})
+        assert missing.status_code == 404 and "ctloop/nope" in missing.text
+        metrics = client.get(f"http://127.0.0.1:{g.port}/metrics").text
+    assert 'seldon_api_executor_server_requests_seconds_count{code="200",deployment_name="credit-risk",' in metrics
+    assert 'predictor_name="main",predictor_version="3"' in metrics
+    assert "seldon_api_executor_client_requests_seconds_bucket" in metrics
+
+
+@pytest.mark.slow
+def test_real_model_servers_behind_the_gateway(tmp_path):
+    """The serve environment's model server, started by the gateway as Seldon's operator would configure it."""
+    import subprocess
+
+    from ctloop.services.gateway.predictors import seldon_launcher
+
+    root = Path(__file__).resolve().parents[2]
+    subprocess.run([str(root / ".venvs" / "train" / "bin" / "python"), str(root / "tests" / "serve" / "make_model.py"),
+                    str(tmp_path / "trained")], check=True, capture_output=True)  # fmt: skip
+    rows = json.loads((tmp_path / "trained" / "rows.json").read_text())
+    model_uri = (tmp_path / "trained" / "model").as_uri()
+    main = predictor("main", 100, model_version="4")
+    main["graph"]["modelUri"] = model_uri
+    deployments = tmp_path / "deployments"
+    state.write(deployments, sdep(main))
+    gateway = Gateway(deployments, Pool(seldon_launcher(root / ".venvs"), tmp_path / "predictors"), poll_s=0.5)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(gateway.app(), host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not server.started:
+            time.sleep(0.1)
+        url = f"http://127.0.0.1:{port}/seldon/ctloop/credit-risk/api/v1.0/predictions"
+        answer = httpx.post(url, json={"jsonData": rows["rows"][:3]}, timeout=30)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert [r[0] for r in body["data"]["ndarray"]] == pytest.approx(rows["scores"][:3], abs=1e-6)
+        assert body["meta"]["tags"]["model_version"] == "4"
+        bad = httpx.post(url, json={"jsonData": dict(rows["rows"][0], channel="fax")}, timeout=30)
+        assert bad.status_code == 400 and "channel" in bad.text
+    finally:
+        server.should_exit = True
+        thread.join(timeout=30)
