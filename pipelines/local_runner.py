@@ -19,7 +19,6 @@ import json
 import os
 import re
 import shlex
-import shutil
 import subprocess
 import time
 import uuid
@@ -454,7 +453,3 @@ def load_ir(path: Path | str) -> dict:
     if not isinstance(ir, dict) or "root" not in ir or "deploymentSpec" not in ir:
         raise BadInputError(f"{path}: not a compiled KFP pipeline (no root DAG or deployment spec)")
     return ir
-
-
-def clear_cache(pipeline_root: Path) -> None:
-    shutil.rmtree(pipeline_root / "cache", ignore_errors=True)

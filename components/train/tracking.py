@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from ctloop import mlflow_client, provenance
 
 
@@ -14,10 +12,8 @@ def log_run(settings, request, result, pipeline_run_id: str | None = None) -> st
     mlflow.set_experiment(settings.name)
     fp = result.fingerprint
     with mlflow.start_run(run_name=f"train-{fp['sha256'][:8]}") as run:
-        mlflow.log_params({k: v for k, v in result.params.items() if k != "eval_metric"})
-        mlflow.log_params(
-            {"eval_metric": ",".join(result.params["eval_metric"])} if "eval_metric" in result.params else {}
-        )
+        # eval_metric is a list; MLflow parameters are strings.
+        mlflow.log_params({k: ",".join(v) if isinstance(v, list) else v for k, v in result.params.items()})
         mlflow.log_metrics({f"test_{k}": float(v) for k, v in result.metrics.items()})
         mlflow.log_metric("validation_metric", result.validation_metric)
         mlflow.log_metric("best_iteration", result.model.metadata["best_iteration"])
@@ -41,7 +37,3 @@ def log_run(settings, request, result, pipeline_run_id: str | None = None) -> st
             tags["ctloop.pipeline_run_id"] = pipeline_run_id
         mlflow.set_tags(tags)
         return run.info.run_id
-
-
-def pipeline_run_id_from_env() -> str | None:
-    return os.environ.get("CTLOOP_PIPELINE_RUN_ID") or None

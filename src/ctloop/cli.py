@@ -32,11 +32,9 @@ def reports_errors(fn):
 
 
 def _settings(path: str):
-    from ctloop import artifacts, config
+    from ctloop.entrypoint import settings_from_file
 
-    settings = config.load(path)
-    artifacts.configure(s3_endpoint_url=settings.endpoints.artifact_store.s3_endpoint_url)
-    return settings
+    return settings_from_file(path)
 
 
 config_option = click.option(

@@ -15,10 +15,17 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     source.add_argument("--config-yaml", help="The text of ctloop.yaml (what a KFP parameter carries).")
 
 
+def settings_from_file(path) -> config.Settings:
+    """ctloop.yaml, validated, with the artifact layer pointed at the configured S3 endpoint."""
+    settings = config.load(path)
+    artifacts.configure(s3_endpoint_url=settings.endpoints.artifact_store.s3_endpoint_url)
+    return settings
+
+
 def load_settings(args: argparse.Namespace) -> config.Settings:
-    """Settings from --config or --config-yaml; the artifact layer is pointed at the configured S3 endpoint."""
+    """Settings from --config or --config-yaml."""
     if args.config:
-        settings = config.load(args.config)
+        return settings_from_file(args.config)
     else:
         try:
             raw = yaml.safe_load(args.config_yaml)

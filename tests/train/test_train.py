@@ -98,8 +98,13 @@ def test_trial_parameters_override_the_config(settings, span):
     result = executor.train(executor.Request(span, settings, params={"max_depth": 2, "eta": 0.3}))
     assert result.params["max_depth"] == 2 and result.params["eta"] == 0.3
     assert result.params["tree_method"] == "hist" and result.params["nthread"] >= 1
-    depths = json.loads(bytes(result.model.booster.save_raw("json")))["learner"]["gradient_booster"]["model"]
-    assert depths["trees"]  # trained; depth limits are XGBoost's to enforce
+    trees = json.loads(bytes(result.model.booster.save_raw("json")))["learner"]["gradient_booster"]["model"]["trees"]
+
+    def depth(tree, node=0) -> int:
+        left, right = tree["left_children"][node], tree["right_children"][node]
+        return 0 if left == -1 else 1 + max(depth(tree, left), depth(tree, right))
+
+    assert trees and max(depth(t) for t in trees) == 2  # the trial's max_depth, not the config's 5
 
 
 def test_reference_sample_is_stratified_and_scored(settings, trained):
