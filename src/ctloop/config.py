@@ -26,7 +26,14 @@ __all__ = ["Settings", "load", "parse", "ENV_PREFIX"]
 
 ENV_PREFIX = "CTLOOP_"
 # CTLOOP_* variables that are not key paths: the settings file, and lineage facts set in images and pipelines.
-_NOT_KEYS = {"CTLOOP_CONFIG", "CTLOOP_GIT_SHA", "CTLOOP_PIPELINE_RUN_ID"}
+# The webhook's shared secrets come from the environment (Kubernetes Secrets), never from the file.
+_NOT_KEYS = {
+    "CTLOOP_CONFIG",
+    "CTLOOP_GIT_SHA",
+    "CTLOOP_PIPELINE_RUN_ID",
+    "CTLOOP_WEBHOOK_SECRET",
+    "CTLOOP_ALERTMANAGER_TOKEN",
+}
 
 
 class _Model(BaseModel):
@@ -283,6 +290,23 @@ class RolloutPolicy(_Model):
         return v
 
 
+class WebhookPolicy(_Model):
+    secret_env: str = Field(
+        "CTLOOP_WEBHOOK_SECRET", description="Environment variable holding the HMAC secret of /v1/retrain."
+    )
+    alertmanager_token_env: str = Field(
+        "CTLOOP_ALERTMANAGER_TOKEN", description="Environment variable holding the bearer token of /v1/alertmanager."
+    )
+    max_body_bytes: int = Field(65536, ge=1024, description="Larger request bodies are refused (413).")
+    max_clock_skew_s: int = Field(300, ge=1, description="Signatures with an older or newer timestamp are refused.")
+    cooldown_s: int = Field(900, ge=0, description="No second run of the pipeline this long after one (429).")
+    alert_label: str = Field(
+        "ctloop_retrain", description="Only firing alerts with this label set to \"true\" start a run."
+    )
+    launch_attempts: int = Field(5, ge=1, description="Tries to launch a run before the trigger is marked failed.")
+    launch_backoff_s: float = Field(2.0, gt=0, description="First retry delay; doubled on every further try.")
+
+
 class PrometheusEndpoint(_Model):
     url: str = Field("http://127.0.0.1:9590", description="Prometheus HTTP API base URL (the metric source).")
 
@@ -309,11 +333,33 @@ class ArtifactStoreEndpoint(_Model):
     s3_endpoint_url: str | None = Field(None, description="S3-protocol endpoint (MinIO); unset for AWS.")
 
 
+class SeldonEndpoint(_Model):
+    namespace: str = Field("ctloop", description="Namespace of the SeldonDeployment (named after `name`).")
+    url: str = Field(
+        "http://127.0.0.1:8580", description="Ingress base URL: <url>/seldon/<namespace>/<name>/api/v1.0/predictions."
+    )
+
+
+class WebhookEndpoint(_Model):
+    url: str = Field(
+        "http://127.0.0.1:8590", description="The retrain webhook, where the watcher and `ctloop retrain` send requests."
+    )
+
+
+class WatcherEndpoint(_Model):
+    url: str = Field(
+        "http://127.0.0.1:8591", description="The drift watcher; predictors' request logger URL is <url>/v1/events."
+    )
+
+
 class Endpoints(_Model):
     mlflow: MlflowEndpoint = Field(default_factory=MlflowEndpoint)
     kfp: KfpEndpoint = Field(default_factory=KfpEndpoint)
     prometheus: PrometheusEndpoint = Field(default_factory=PrometheusEndpoint)
     artifact_store: ArtifactStoreEndpoint = Field(default_factory=ArtifactStoreEndpoint)
+    seldon: SeldonEndpoint = Field(default_factory=SeldonEndpoint)
+    webhook: WebhookEndpoint = Field(default_factory=WebhookEndpoint)
+    watcher: WatcherEndpoint = Field(default_factory=WatcherEndpoint)
 
 
 class PipelineSettings(_Model):
@@ -333,6 +379,9 @@ class LocalStack(_Model):
     mlflow_port: int = Field(5500, ge=1, le=65535, description="Loopback port of the local MLflow server.")
     prometheus_port: int = Field(9590, ge=1, le=65535, description="Loopback port of the local Prometheus.")
     gateway_port: int = Field(8580, ge=1, le=65535, description="Loopback port of the local Seldon gateway.")
+    webhook_port: int = Field(8590, ge=1, le=65535, description="Loopback port of the local retrain webhook.")
+    watcher_port: int = Field(8591, ge=1, le=65535, description="Loopback port of the local drift watcher.")
+    rollout_port: int = Field(8592, ge=1, le=65535, description="Loopback port of the local rollout controller.")
     scrape_interval_s: int = Field(5, ge=1, description="Scrape and rule evaluation interval of the local Prometheus.")
     startup_timeout_s: int = Field(180, ge=1, description="How long `ctloop up` waits for every service to answer.")
 
@@ -350,6 +399,7 @@ class Settings(_Model):
     gates: Gates = Field(default_factory=Gates)
     drift: DriftPolicy = Field(default_factory=DriftPolicy)
     rollout: RolloutPolicy = Field(default_factory=RolloutPolicy)
+    webhook: WebhookPolicy = Field(default_factory=WebhookPolicy)
     endpoints: Endpoints = Field(default_factory=Endpoints)
     pipeline: PipelineSettings = Field(default_factory=PipelineSettings)
     local: LocalStack = Field(default_factory=LocalStack)
