@@ -261,8 +261,29 @@ class DriftPolicy(_Model):
     confirm_windows: int = Field(2, ge=1, description="k: drifting windows needed ...")
     of_last_windows: int = Field(3, ge=1, description="... among the last n windows.")
     cooldown_s: int = Field(3600, ge=0, description="No new trigger this long after one.")
+    window_max_age_s: int = Field(
+        900, ge=1, description="A window this old is evaluated early when it holds min_window_size events."
+    )
+    min_category_share: float = Field(
+        0.01,
+        ge=0.0,
+        lt=0.5,
+        description="Categorical levels rarer than this in the reference are merged (chi-squared false alarms).",
+    )
     online: bool = Field(False, description="Also run CVMDriftOnline/FETDriftOnline on numeric and binary features.")
     expected_run_time: int = Field(2000, ge=10, description="Online detectors' expected run time (events).")
+    online_bootstraps: int = Field(
+        2000, ge=100, description="Simulations that configure the online detectors' thresholds (cached)."
+    )
+    reference_poll_s: int = Field(30, ge=1, description="How often the registry is asked whether the champion changed.")
+    retrain_data_uri: str | None = Field(
+        None,
+        description="The span a drift-triggered run trains on; unset: the watcher's labelled serving data.",
+    )
+    max_tracked_requests: int = Field(
+        50000, ge=100, description="Requests awaiting their response or feedback held in memory (oldest dropped)."
+    )
+    max_event_ids: int = Field(200000, ge=1000, description="Event ids remembered for deduplication.")
 
     @root_validator(skip_on_failure=True)
     def _k_of_n(cls, values):
@@ -281,7 +302,33 @@ class RolloutPolicy(_Model):
     interval_s: int = Field(60, ge=1, description="Time between analyses.")
     min_requests: int = Field(100, ge=0, description="Requests a step needs before it is judged.")
     max_failed_checks: int = Field(2, ge=0, description="Failed analyses tolerated before rolling back.")
-    deadline_s: int = Field(3600, ge=1, description="A phase that lasts longer fails the rollout.")
+    deadline_s: int = Field(3600, ge=1, description="A phase (or canary step) that lasts longer fails the rollout.")
+    window_s: int = Field(120, ge=1, description="Range of the checks' PromQL rates and increases.")
+    shadow_duration_s: int = Field(600, ge=0, description="Least time a candidate shadows main before its canary.")
+    min_shadow_requests: int = Field(200, ge=0, description="Mirrored requests needed before shadowing is judged.")
+    max_error_rate: float = Field(0.01, ge=0.0, le=1.0, description="Highest share of 5xx answers of the candidate.")
+    max_p99_latency_s: float = Field(0.5, gt=0.0, description="Highest p99 request latency of the candidate.")
+    max_p99_latency_ratio: float = Field(
+        1.5, ge=1.0, description="Highest p99 latency of the candidate relative to main's."
+    )
+    max_score_divergence: float = Field(
+        0.1, ge=0.0, le=1.0, description="Largest gap between the candidate's and main's score CDFs (histogram KS)."
+    )
+    min_agreement: float = Field(
+        0.9, ge=0.0, le=1.0, description="Least share of shadow decisions equal to main's for the same request."
+    )
+    max_accuracy_drop: float = Field(
+        0.02, ge=0.0, le=1.0, description="Largest live accuracy (from feedback) below main's that is accepted."
+    )
+    min_labelled_requests: int = Field(
+        50, ge=1, description="Labelled requests per predictor needed before live accuracy is judged."
+    )
+    require_feedback: bool = Field(
+        False, description="true: no promotion until live accuracy can be judged; false: too few labels skip it."
+    )
+    prometheus_outage_s: int = Field(
+        300, ge=1, description="Prometheus unreachable this long rolls the candidate back (until then: paused)."
+    )
 
     @validator("steps")
     def _steps(cls, v):
@@ -301,10 +348,14 @@ class WebhookPolicy(_Model):
     max_clock_skew_s: int = Field(300, ge=1, description="Signatures with an older or newer timestamp are refused.")
     cooldown_s: int = Field(900, ge=0, description="No second run of the pipeline this long after one (429).")
     alert_label: str = Field(
-        "ctloop_retrain", description="Only firing alerts with this label set to \"true\" start a run."
+        "ctloop_retrain", description='Only firing alerts with this label set to "true" start a run.'
     )
     launch_attempts: int = Field(5, ge=1, description="Tries to launch a run before the trigger is marked failed.")
     launch_backoff_s: float = Field(2.0, gt=0, description="First retry delay; doubled on every further try.")
+    default_data_uri: str | None = Field(
+        None, description="Span for alert-triggered runs whose alert has no `data_uri` annotation; unset: refused."
+    )
+    run_poll_s: float = Field(10.0, gt=0, description="How often started runs are checked for completion.")
 
 
 class PrometheusEndpoint(_Model):
@@ -342,7 +393,8 @@ class SeldonEndpoint(_Model):
 
 class WebhookEndpoint(_Model):
     url: str = Field(
-        "http://127.0.0.1:8590", description="The retrain webhook, where the watcher and `ctloop retrain` send requests."
+        "http://127.0.0.1:8590",
+        description="The retrain webhook, where the watcher and `ctloop retrain` send requests.",
     )
 
 

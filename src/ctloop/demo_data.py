@@ -151,7 +151,8 @@ def generate(
     is derived from age and kept as a segment).
     """
     rows, seed, start, days, drift = _validate(rows, seed, start, days, drift)
-    feature_rng, label_rng = np.random.default_rng(seed).spawn(2)
+    # SeedSequence.spawn, not Generator.spawn: the watch image pins a numpy older than 1.25.
+    feature_rng, label_rng = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     columns = _features(feature_rng, rows, drift)
     model = CONCEPT_MODEL if drift == "concept" else BASE_MODEL
     columns[LABEL] = _labels(label_rng, columns, model)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-__all__ = ["METRICS", "Metric", "metric", "series_names"]
+__all__ = ["METRICS", "Metric", "build", "metric", "series_names"]
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,7 @@ METRICS: tuple[Metric, ...] = (
         (),
         "drift_watcher",
     ),
-    Metric(
-        "ctloop_watcher_buffered_rows", "gauge", "Rows held in memory, not yet persisted", (), "drift_watcher"
-    ),
+    Metric("ctloop_watcher_buffered_rows", "gauge", "Rows held in memory, not yet persisted", (), "drift_watcher"),
     # Drift watcher: detection.
     Metric(
         "ctloop_watcher_windows_evaluated_total",
@@ -249,3 +247,21 @@ def metric(name: str) -> Metric:
 def series_names() -> set[str]:
     """Every series name a PromQL expression may use."""
     return {s for m in METRICS for s in m.series()}
+
+
+def build(exporter: str, registry) -> dict[str, object]:
+    """prometheus-client objects for every metric ``exporter`` exports, keyed by name (imported lazily: the
+    serve image pins an old prometheus-client and never calls this)."""
+    from prometheus_client import Counter, Gauge, Histogram
+
+    out = {}
+    for m in METRICS:
+        if m.exporter != exporter:
+            continue
+        if m.kind == "histogram":
+            out[m.name] = Histogram(m.name, m.help, m.labels, buckets=m.buckets, registry=registry)
+        elif m.kind == "counter":
+            out[m.name] = Counter(m.name, m.help, m.labels, registry=registry)
+        else:
+            out[m.name] = Gauge(m.name, m.help, m.labels, registry=registry)
+    return out

@@ -1,5 +1,5 @@
-"""Real servers for the train-image tests: an MLflow tracking server (SQLite, or PostgreSQL from Debian's
-package), started from the dev environment, which carries the server; the train image has only the client."""
+"""PostgreSQL from Debian's package, for the test that runs the registry on it (the MLflow server fixtures are in
+tests/conftest.py)."""
 
 from __future__ import annotations
 
@@ -7,64 +7,9 @@ import os
 import shutil
 import subprocess
 import tempfile
-import time
 from pathlib import Path
-from urllib.request import urlopen
 
 import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
-MLFLOW = ROOT / ".venvs" / "dev" / "bin" / "mlflow"
-
-
-def _wait(url: str, process: subprocess.Popen, log: Path, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError(f"server exited: {log.read_text()[-2000:]}")
-        try:
-            with urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.5)
-    raise RuntimeError(f"{url} did not answer in {timeout}s: {log.read_text()[-2000:]}")
-
-
-def start_mlflow(folder: Path, port: int, backend: str) -> tuple[str, subprocess.Popen]:
-    folder.mkdir(parents=True, exist_ok=True)
-    log = folder / "mlflow.log"
-    argv = [str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-            "--backend-store-uri", backend, "--default-artifact-root", (folder / "artifacts").as_uri(),
-            "--no-serve-artifacts"]  # fmt: skip
-    process = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    _wait(f"{url}/health", process, log)
-    return url, process
-
-
-def stop(process: subprocess.Popen) -> None:
-    import signal
-
-    try:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=20)
-    except (ProcessLookupError, subprocess.TimeoutExpired):
-        os.killpg(process.pid, signal.SIGKILL)
-
-
-@pytest.fixture(scope="session")
-def mlflow_server(tmp_path_factory):
-    """A tracking server with a SQLite backend and a file:// artifact root (the local stack's setup)."""
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    folder = tmp_path_factory.mktemp("mlflow")
-    url, process = start_mlflow(folder, port, f"sqlite:///{folder / 'mlflow.db'}")
-    yield url
-    stop(process)
 
 
 def _postgres_bin() -> Path | None:

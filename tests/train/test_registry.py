@@ -19,8 +19,6 @@ from ctloop.components.train import tracking
 from ctloop.components.validate_segments import executor as segments
 from ctloop.errors import NotReadyError
 
-from .conftest import start_mlflow, stop
-
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
 
@@ -148,19 +146,12 @@ def test_unreachable_registry_fails_fast_and_names_it(tmp_path):
     assert time.monotonic() - started < 15
 
 
-def test_registry_on_postgresql(postgres, tmp_path):
+def test_registry_on_postgresql(postgres, mlflow_on, tmp_path):
     """The cluster's setup: the tracking server on PostgreSQL (Debian's server, started by the fixture)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    url, server = start_mlflow(tmp_path / "mlflow-pg", port, postgres)
-    try:
-        settings = settings_for(url, "credit-risk-pg")
-        client = mlflow_client.connect(settings)
-        passed = train_and_judge(settings, tmp_path, 31, client)
-        first = register.register(client, "credit-risk-pg", register_request(passed, 31))
-        second = register.register(client, "credit-risk-pg", register_request(passed, 31))
-        assert first.created and not second.created and first.version == second.version == "1"
-        assert client.get_model_version_by_alias("credit-risk-pg", "candidate").version == "1"
-    finally:
-        stop(server)
+    settings = settings_for(mlflow_on(postgres), "credit-risk-pg")
+    client = mlflow_client.connect(settings)
+    passed = train_and_judge(settings, tmp_path, 31, client)
+    first = register.register(client, "credit-risk-pg", register_request(passed, 31))
+    second = register.register(client, "credit-risk-pg", register_request(passed, 31))
+    assert first.created and not second.created and first.version == second.version == "1"
+    assert client.get_model_version_by_alias("credit-risk-pg", "candidate").version == "1"

@@ -1,0 +1,197 @@
+"""The watcher's HTTP side and its background loops.
+
+Everything that changes the state runs on the event loop's thread, one record at a time: a record is written to
+the journal, then applied, then the event is acknowledged. Three loops run beside the handlers: the reference
+poller (has the champion changed?), the window clock (close windows that are old enough) and the trigger sender
+(signed retrain requests to the webhook until it answers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+from pathlib import Path
+
+import httpx
+from prometheus_client import CollectorRegistry, generate_latest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ctloop import signing
+from ctloop.config import Settings
+from ctloop.errors import BadInputError
+from ctloop.services.drift_watcher import events
+from ctloop.services.drift_watcher.journal import Journal
+from ctloop.services.drift_watcher.reference import ReferenceStore
+from ctloop.services.drift_watcher.watcher import Watcher
+
+log = logging.getLogger(__name__)
+MAX_EVENT_BYTES = 4 * 1024 * 1024
+
+
+class Service:
+    def __init__(self, settings: Settings, state_dir: Path, secret: bytes, snapshot_every: int = 2000):
+        self.settings = settings
+        self.state_dir = Path(state_dir)
+        self.secret = secret
+        self.snapshot_every = snapshot_every
+        self.registry = CollectorRegistry()
+        self.watcher = Watcher(settings, ReferenceStore(self.state_dir / "reference", settings), self.registry)
+        self.journal = Journal(self.state_dir / "journal")
+        self.ready = False
+        self.client: httpx.AsyncClient | None = None
+
+    # -- state
+
+    def recover(self) -> int:
+        state, records = self.journal.recover()
+        if state is not None:
+            self.watcher.restore(state)
+        for record in records:
+            self.watcher.apply(record)
+        log.info("recovered: snapshot %s, %d journal records replayed", state is not None, len(records))
+        return len(records)
+
+    def record(self, record: dict) -> None:
+        self.journal.append(record)
+        self.watcher.apply(record)
+        if self.journal.records_since_snapshot >= self.snapshot_every:
+            self.journal.snapshot(self.watcher.state())
+
+    # -- loops
+
+    async def poll_reference(self) -> None:
+        while True:
+            try:
+                version = await asyncio.to_thread(self.watcher.references.champion_version)
+                if version is not None and version != self.watcher.reference_version:
+                    self.record({"kind": "reference", "version": version, "time": time.time()})
+                    log.info("reference: champion version %s", version)
+            except Exception as e:  # the registry being away must not stop ingestion
+                log.warning("reference poll: %s", e)
+            await asyncio.sleep(self.settings.drift.reference_poll_s)
+
+    async def close_old_windows(self) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            started, drift = self.watcher.window_started, self.settings.drift
+            old_enough = started is not None and time.time() - started >= drift.window_max_age_s
+            if old_enough and len(self.watcher.window_rows) >= drift.min_window_size:
+                self.record({"kind": "close", "time": time.time()})
+
+    async def send_triggers(self) -> None:
+        url = f"{self.settings.endpoints.webhook.url.rstrip('/')}/v1/retrain"
+        delay = 1.0
+        while True:
+            await asyncio.sleep(delay)
+            for key, body in list(self.watcher.pending_triggers.items()):
+                outcome = await self._send(url, body)
+                if outcome is None:
+                    delay = min(delay * 2, 60.0)
+                    break
+                delay = 1.0
+                self.record({"kind": "trigger_ack", "key": key, "outcome": outcome, "time": time.time()})
+
+    async def _send(self, url: str, body: dict) -> str | None:
+        """The trigger's outcome once the webhook has decided, or None to try again later."""
+        content = json.dumps(body).encode()
+        headers = {"Content-Type": "application/json", **signing.sign(self.secret, content)}
+        try:
+            response = await self.client.post(url, content=content, headers=headers, timeout=10.0)
+        except httpx.HTTPError as e:
+            log.warning("webhook %s unreachable: %s", url, e)
+            return None
+        if response.status_code >= 500:
+            log.warning("webhook answered %s: %s", response.status_code, response.text[:200])
+            return None
+        if response.status_code in (200, 201, 202):
+            return "accepted"
+        if response.status_code == 429:
+            return "cooldown"
+        # A refusal (bad signature, bad body) will not change by resending: record it and move on.
+        log.error("webhook refused the trigger (%s): %s", response.status_code, response.text[:500])
+        return "refused"
+
+    # -- HTTP
+
+    async def ingest(self, request: Request) -> Response:
+        body = await request.body()
+        if len(body) > MAX_EVENT_BYTES:
+            self.watcher.metrics["ctloop_watcher_rejected_events_total"].labels(reason="too_large").inc()
+            return JSONResponse({"error": f"body: larger than {MAX_EVENT_BYTES} bytes"}, 413)
+        try:
+            record = events.parse(request.headers, body)
+        except BadInputError as e:
+            self.watcher.metrics["ctloop_watcher_rejected_events_total"].labels(reason="invalid").inc()
+            return JSONResponse({"error": str(e)}, 400)
+        if self.watcher.duplicate(record):
+            self.watcher.metrics["ctloop_watcher_duplicate_events_total"].inc()
+            return JSONResponse({"status": "duplicate", "id": record["id"]})
+        self.record(record)
+        self.watcher.metrics["ctloop_watcher_ingestion_lag_seconds"].set(max(record["received"] - record["time"], 0))
+        self.watcher.metrics["ctloop_watcher_buffered_rows"].set(len(self.watcher.window_rows))
+        return JSONResponse({"status": "accepted", "id": record["id"]})
+
+    def status(self) -> dict:
+        w = self.watcher
+        return {
+            "reference_version": w.reference_version,
+            "window": {"index": w.window_index, "rows": len(w.window_rows), "started": w.window_started},
+            "history": w.confirmation.history,
+            "confirmed": w.confirmation.confirmed,
+            "last_trigger": w.confirmation.last_trigger,
+            "pending_triggers": list(w.pending_triggers),
+            "last_result": w.last_result,
+        }
+
+    def app(self) -> Starlette:
+        async def ingest(request):
+            return await self.ingest(request)
+
+        async def healthz(request):
+            return JSONResponse({"status": "alive"})
+
+        async def readyz(request):
+            if not self.ready:
+                return JSONResponse({"status": "recovering"}, 503)
+            return JSONResponse({"status": "ready", "reference_version": self.watcher.reference_version})
+
+        async def metrics(request):
+            return Response(generate_latest(self.registry), media_type="text/plain; version=0.0.4")
+
+        async def status(request):
+            return JSONResponse(self.status())
+
+        @contextlib.asynccontextmanager
+        async def lifespan(app):
+            self.client = httpx.AsyncClient()
+            await asyncio.to_thread(self.recover)
+            self.ready = True
+            loops = [
+                asyncio.create_task(loop())
+                for loop in (self.poll_reference, self.close_old_windows, self.send_triggers)
+            ]
+            try:
+                yield
+            finally:
+                for task in loops:
+                    task.cancel()
+                await self.client.aclose()
+                self.journal.snapshot(self.watcher.state())
+                self.journal.close()
+
+        return Starlette(
+            routes=[
+                Route("/v1/events", ingest, methods=["POST"]),
+                Route("/v1/status", status),
+                Route("/healthz", healthz),
+                Route("/readyz", readyz),
+                Route("/metrics", metrics),
+            ],
+            lifespan=lifespan,
+        )

@@ -1,0 +1,158 @@
+"""Drift tests with alibi-detect over windows of served requests, and the k-of-n confirmation policy.
+
+Per window: alibi-detect's TabularDrift (Kolmogorov-Smirnov per numeric feature, chi-squared per categorical one)
+with the configured multiple-testing correction, and a KS test of the champion's scores against the scores of its
+training rows. The family-wise level is shared between the two: TabularDrift gets ``p * F / (F + 1)`` and the score
+test ``p / (F + 1)`` for F features, so a stable stream raises a window alarm at most ``p`` of the time.
+
+Categorical levels rarer than ``min_category_share`` in the reference, unseen levels and missing values share one
+"other" code: chi-squared tests on levels under 0.1 % raise more false alarms than the correction allows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from ctloop.config import DriftPolicy
+
+
+@dataclass
+class Encoder:
+    """Rows of named values -> the float matrix the detectors take, fixed by the reference."""
+
+    names: list[str]
+    numeric_fill: dict[str, float]
+    levels: dict[str, dict[str, int]]  # categorical feature -> level -> code; code len(levels) is "other"
+
+    @classmethod
+    def fit(cls, reference: pd.DataFrame, kinds: dict[str, str], min_share: float) -> Encoder:
+        names, fill, levels = [], {}, {}
+        for name, kind in kinds.items():
+            if name not in reference.columns:
+                continue
+            names.append(name)
+            column = reference[name]
+            if kind == "categorical":
+                shares = column.astype("string").value_counts(normalize=True)
+                kept = sorted(str(v) for v, share in shares.items() if share >= min_share)
+                levels[name] = {v: i for i, v in enumerate(kept)}
+            else:
+                median = pd.to_numeric(column, errors="coerce").median()
+                fill[name] = float(median) if pd.notna(median) else 0.0
+        return cls(names, fill, levels)
+
+    def categories(self) -> dict[int, None]:
+        # None: the codes present in the reference (plus, per window, those in the window); a code in neither,
+        # such as an empty "other", would put a zero expected count into chi-squared.
+        return {i: None for i, n in enumerate(self.names) if n in self.levels}
+
+    def encode(self, rows: list[dict]) -> np.ndarray:
+        x = np.empty((len(rows), len(self.names)), dtype=np.float64)
+        for j, name in enumerate(self.names):
+            if name in self.levels:
+                codes, other = self.levels[name], len(self.levels[name])
+                x[:, j] = [codes.get(str(r.get(name)), other) if r.get(name) is not None else other for r in rows]
+            else:
+                fill = self.numeric_fill[name]
+                x[:, j] = [_number(r.get(name), fill) for r in rows]
+        return x
+
+    def encode_frame(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.encode(frame[self.names].to_dict("records"))
+
+
+def _number(value, fill: float) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return fill
+    return number if np.isfinite(number) else fill
+
+
+@dataclass
+class WindowResult:
+    drift: bool
+    tests: dict[str, dict]  # feature (or "score") -> {"test", "p_value", "distance", "drift"}
+    rows: int
+
+    def drifting(self) -> list[str]:
+        return sorted(name for name, t in self.tests.items() if t["drift"])
+
+
+class WindowDetector:
+    """Built once per reference (the champion's training sample); evaluates one window at a time."""
+
+    def __init__(self, reference: pd.DataFrame, kinds: dict[str, str], policy: DriftPolicy):
+        from alibi_detect.cd import KSDrift, TabularDrift
+
+        self.encoder = Encoder.fit(reference, kinds, policy.min_category_share)
+        self.kinds = kinds
+        self.correction = policy.correction
+        family = len(self.encoder.names) + (1 if "score" in reference.columns else 0)
+        self.feature_p = policy.p_value * len(self.encoder.names) / family
+        self.score_p = policy.p_value / family
+        x_ref = self.encoder.encode_frame(reference)
+        self.tabular = TabularDrift(
+            x_ref,
+            p_val=self.feature_p,
+            categories_per_feature=self.encoder.categories(),
+            correction=policy.correction,
+        )
+        self.score = None
+        if "score" in reference.columns:
+            scores = pd.to_numeric(reference["score"], errors="coerce").dropna().to_numpy(np.float64)
+            self.score = KSDrift(scores.reshape(-1, 1), p_val=self.score_p)
+
+    def evaluate(self, rows: list[dict], scores: list[float], min_scores: int) -> WindowResult:
+        out = self.tabular.predict(self.encoder.encode(rows), drift_type="batch")["data"]
+        # The batch decision applies the correction (Bonferroni or FDR); a feature counts as drifting when its
+        # p-value is under the corrected threshold the batch decision used.
+        threshold = float(out["threshold"])
+        tests = {}
+        for j, name in enumerate(self.encoder.names):
+            p = float(out["p_val"][j])
+            tests[name] = {
+                "test": "chi2" if name in self.encoder.levels else "ks",
+                "p_value": p,
+                "distance": float(out["distance"][j]),
+                "drift": p < threshold,
+            }
+        drift = bool(out["is_drift"])
+        if self.score is not None and len(scores) >= min_scores:
+            s = self.score.predict(np.asarray(scores, dtype=np.float64).reshape(-1, 1))["data"]
+            p = float(np.atleast_1d(s["p_val"])[0])
+            tests["score"] = {
+                "test": "ks",
+                "p_value": p,
+                "distance": float(np.atleast_1d(s["distance"])[0]),
+                "drift": bool(s["is_drift"]),
+            }
+            drift = drift or tests["score"]["drift"]
+        return WindowResult(drift, tests, len(rows))
+
+
+@dataclass
+class Confirmation:
+    """k drifting windows among the last n confirm drift; after a trigger, a cooldown and a fresh count."""
+
+    k: int
+    n: int
+    cooldown_s: float
+    history: list[bool] = field(default_factory=list)
+    last_trigger: float | None = None
+
+    def observe(self, drift: bool, now: float) -> bool:
+        self.history = [*self.history, drift][-self.n :]
+        if sum(self.history) < self.k:
+            return False
+        if self.last_trigger is not None and now - self.last_trigger < self.cooldown_s:
+            return False
+        self.last_trigger, self.history = now, []
+        return True
+
+    @property
+    def confirmed(self) -> bool:
+        return sum(self.history) >= self.k

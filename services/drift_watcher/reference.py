@@ -1,0 +1,67 @@
+"""The reference data: the training sample registered with the champion (the ``reference/`` artifact of its run,
+written by the train component: stratified training rows with the model's score).
+
+Samples are cached under ``<state>/reference/<version>.parquet``, so that a restart replays its journal against the
+very sample each window was judged by, without asking the registry.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+from ctloop.errors import NotFoundError
+
+log = logging.getLogger(__name__)
+CHAMPION = "champion"
+
+
+class ReferenceStore:
+    def __init__(self, folder: Path, settings):
+        self.folder = Path(folder)
+        self.folder.mkdir(parents=True, exist_ok=True)
+        self.settings = settings
+        self._frames: dict[str, pd.DataFrame] = {}
+
+    def path(self, version: str) -> Path:
+        return self.folder / f"{version}.parquet"
+
+    def load(self, version: str) -> pd.DataFrame:
+        if version not in self._frames:
+            path = self.path(version)
+            if not path.exists():
+                raise NotFoundError(f"reference sample of version {version} is not cached at {path}")
+            self._frames[version] = pd.read_parquet(path)
+        return self._frames[version]
+
+    def champion_version(self) -> str | None:
+        """The version the ``champion`` alias points at, or None when there is no champion yet."""
+        from mlflow.exceptions import MlflowException
+
+        from ctloop import mlflow_client
+
+        client = mlflow_client.connect(self.settings, timeout=5)
+        try:
+            version = client.get_model_version_by_alias(self.settings.endpoints.mlflow.registered_model, CHAMPION)
+        except MlflowException as e:
+            if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+                return None
+            raise
+        if not self.path(version.version).exists():
+            self._fetch(client, version)
+        return str(version.version)
+
+    def _fetch(self, client, version) -> None:
+        with tempfile.TemporaryDirectory(prefix="ctloop-reference-") as tmp:
+            local = Path(client.download_artifacts(version.run_id, "reference", tmp))
+            files = sorted(local.rglob("*.parquet")) if local.is_dir() else [local]
+            if not files:
+                raise NotFoundError(f"version {version.version} (run {version.run_id}) has no reference/*.parquet")
+            frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
+        staging = self.path(version.version).with_suffix(".tmp")
+        frame.to_parquet(staging, index=False)
+        staging.replace(self.path(version.version))
+        log.info("reference sample of version %s: %d rows", version.version, len(frame))

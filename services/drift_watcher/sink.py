@@ -1,0 +1,41 @@
+"""What the watcher keeps of production traffic, as Parquet in the artifact store (a path, file:// or s3://):
+
+    <root>/serving/<namespace>/<deployment>/requests/date=<day>/window-<n>.parquet   every request, with its answer
+    <root>/serving/<namespace>/<deployment>/labelled/part-<n>.parquet               rows whose truth came back
+
+``requests`` is the serving data for skew checks; ``labelled`` has the training columns (features, label,
+timestamp, id) and is a span the pipeline can train on. Files are named by window number, so writing one twice
+(a journal replayed after a crash) replaces it with the same rows.
+"""
+
+from __future__ import annotations
+
+import io
+from datetime import UTC, datetime
+
+import pandas as pd
+
+from ctloop import artifacts
+
+
+class ServingData:
+    def __init__(self, root: str, namespace: str, deployment: str):
+        self.base = artifacts.join(root, "serving", namespace or "default", deployment or "unknown")
+
+    @property
+    def labelled_uri(self) -> str:
+        return artifacts.join(self.base, "labelled")
+
+    @staticmethod
+    def _write(uri: str, rows: list[dict]) -> str:
+        buffer = io.BytesIO()
+        pd.DataFrame.from_records(rows).to_parquet(buffer, index=False)
+        artifacts.write_bytes(uri, buffer.getvalue())
+        return uri
+
+    def write_requests(self, window: int, rows: list[dict], started: float) -> str:
+        day = datetime.fromtimestamp(started, UTC).strftime("%Y-%m-%d")
+        return self._write(artifacts.join(self.base, "requests", f"date={day}", f"window-{window:08d}.parquet"), rows)
+
+    def write_labelled(self, window: int, rows: list[dict]) -> str:
+        return self._write(artifacts.join(self.labelled_uri, f"part-{window:08d}.parquet"), rows)

@@ -1,0 +1,292 @@
+"""The watcher's state and how each journal record changes it.
+
+``apply`` is the only way the state changes, and it depends on nothing but the state and the record (times come
+from the record): replaying the journal after a crash rebuilds exactly the state that was lost, including which
+windows drifted and which triggers are due. Side effects on the way are idempotent: Parquet files are named by
+window number, and a trigger's idempotency key is derived from the window that confirmed it.
+
+Records: ``request``/``response``/``feedback`` (parsed CloudEvents, see events.py), ``close`` (a window closed by
+age), ``reference`` (the champion changed) and ``trigger_ack`` (the webhook answered a trigger).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import OrderedDict
+from datetime import UTC, datetime
+
+from ctloop import metric_names
+from ctloop.config import Settings
+from ctloop.services.drift_watcher.detection import Confirmation, WindowDetector
+from ctloop.services.drift_watcher.reference import ReferenceStore
+from ctloop.services.drift_watcher.sink import ServingData
+
+log = logging.getLogger(__name__)
+MAIN = "main"  # the predictor serving the champion; others answering the same request are compared with it
+
+
+def _bounded_put(mapping: OrderedDict, key, value, cap: int) -> None:
+    mapping[key] = value
+    mapping.move_to_end(key)
+    while len(mapping) > cap:
+        mapping.popitem(last=False)
+
+
+class Watcher:
+    def __init__(self, settings: Settings, references: ReferenceStore, registry):
+        self.settings = settings
+        self.policy = settings.drift
+        self.references = references
+        self.registry = registry
+        self.metrics = metric_names.build("drift_watcher", registry)
+        self.kinds = {f.name: f.type for f in settings.features}
+        self.detectors: dict[str, WindowDetector] = {}
+        self.sinks: dict[tuple[str, str], ServingData] = {}
+        self.reset()
+
+    # -- state
+
+    def reset(self) -> None:
+        self.seen: OrderedDict[str, None] = OrderedDict()
+        self.requests: OrderedDict[str, dict] = OrderedDict()  # puid -> features, time, deployment
+        self.answers: OrderedDict[str, dict] = OrderedDict()  # puid -> predictor -> answer
+        self.window_rows: list[dict] = []
+        self.window_scores: list[float] = []
+        self.window_started: float | None = None
+        self.window_index = 0
+        self.labelled: list[dict] = []
+        self.labelled_puids: OrderedDict[str, None] = OrderedDict()
+        self.confirmation = Confirmation(
+            self.policy.confirm_windows, self.policy.of_last_windows, self.policy.cooldown_s
+        )
+        self.pending_triggers: dict[str, dict] = {}
+        self.reference_version: str | None = None
+        self.where = ("", "")  # namespace, deployment of the traffic seen
+        self.last_result: dict | None = None
+
+    def state(self) -> dict:
+        return {
+            "seen": list(self.seen),
+            "requests": list(self.requests.items()),
+            "answers": list(self.answers.items()),
+            "window_rows": self.window_rows,
+            "window_scores": self.window_scores,
+            "window_started": self.window_started,
+            "window_index": self.window_index,
+            "labelled": self.labelled,
+            "labelled_puids": list(self.labelled_puids),
+            "history": self.confirmation.history,
+            "last_trigger": self.confirmation.last_trigger,
+            "pending_triggers": self.pending_triggers,
+            "reference_version": self.reference_version,
+            "where": list(self.where),
+            "last_result": self.last_result,
+        }
+
+    def restore(self, state: dict) -> None:
+        self.seen = OrderedDict.fromkeys(state["seen"])
+        self.requests = OrderedDict((k, v) for k, v in state["requests"])
+        self.answers = OrderedDict((k, v) for k, v in state["answers"])
+        self.window_rows, self.window_scores = state["window_rows"], state["window_scores"]
+        self.window_started, self.window_index = state["window_started"], state["window_index"]
+        self.labelled, self.labelled_puids = state["labelled"], OrderedDict.fromkeys(state["labelled_puids"])
+        self.confirmation.history, self.confirmation.last_trigger = state["history"], state["last_trigger"]
+        self.pending_triggers = state["pending_triggers"]
+        self.where, self.last_result = tuple(state["where"]), state["last_result"]
+        if state["reference_version"] is not None:
+            self._use_reference(state["reference_version"])
+
+    # -- records
+
+    def duplicate(self, record: dict) -> bool:
+        return record.get("id") in self.seen
+
+    def apply(self, record: dict) -> None:
+        kind = record["kind"]
+        if "id" in record:
+            _bounded_put(self.seen, record["id"], None, self.policy.max_event_ids)
+        if kind in ("request", "response", "feedback"):
+            self.where = (record["namespace"], record["deployment"])
+            self.metrics["ctloop_watcher_events_total"].labels(type=kind).inc()
+        getattr(self, f"_on_{kind}")(record)
+
+    def _on_request(self, record: dict) -> None:
+        puid = record["puid"]
+        if puid in self.requests:  # a shadow's mirrored copy of a request already counted
+            return
+        _bounded_put(
+            self.requests, puid, {"rows": record["rows"], "time": record["time"]}, self.policy.max_tracked_requests
+        )
+        if self.window_started is None:
+            self.window_started = record["time"]
+        for row in record["rows"]:
+            self.window_rows.append({"puid": puid, "time": record["time"], **row})
+        if len(self.window_rows) >= self.policy.window_size:
+            self._close_window(record["time"])
+
+    def _on_response(self, record: dict) -> None:
+        puid, predictor, version = record["puid"], record["predictor"], record["model_version"]
+        labels = {"deployment": record["deployment"], "predictor": predictor, "model_version": version}
+        for score in record["scores"]:
+            self.metrics["ctloop_watcher_scores"].labels(**labels).observe(score)
+        for decision in record.get("decisions", []):
+            self.metrics["ctloop_watcher_decisions_total"].labels(**labels, decision=decision).inc()
+        answers = self.answers.get(puid, {})
+        first = not answers
+        answer = {k: record[k] for k in ("scores", "model_version") if k in record}
+        answer.update({k: record[k] for k in ("decisions", "classes") if k in record})
+        answers[predictor] = answer
+        _bounded_put(self.answers, puid, answers, self.policy.max_tracked_requests)
+        if first and version == self.reference_version:
+            self.window_scores.extend(record["scores"])
+        main = answers.get(MAIN)
+        if main is not None and "decisions" in main:
+            for other, theirs in answers.items():
+                # Each pair is counted once: when the second of the two answers arrives.
+                if other == MAIN or "decisions" not in theirs or (other != predictor and predictor != MAIN):
+                    continue
+                for a, b in zip(main["decisions"], theirs["decisions"]):
+                    self.metrics["ctloop_watcher_agreement_total"].labels(
+                        deployment=record["deployment"],
+                        predictor=other,
+                        model_version=theirs["model_version"],
+                        agree=str(a == b).lower(),
+                    ).inc()
+
+    def _on_feedback(self, record: dict) -> None:
+        puid = record["puid"]
+        request, answers = self.requests.get(puid), self.answers.get(puid)
+        if request is None or not answers:
+            self.metrics["ctloop_watcher_rejected_events_total"].labels(reason="feedback_unmatched").inc()
+            return
+        truths = record["truths"]
+        for predictor, answer in answers.items():
+            outcomes = self._outcomes(answer, truths)
+            labels = {
+                "deployment": record["deployment"],
+                "predictor": predictor,
+                "model_version": answer["model_version"],
+            }
+            for row, outcome in zip(request["rows"], outcomes):
+                self.metrics["ctloop_watcher_feedback_total"].labels(**labels, outcome=outcome).inc()
+                for segment, value in self._segments(row):
+                    self.metrics["ctloop_watcher_segment_feedback_total"].labels(
+                        **labels, segment=segment, value=value, outcome=outcome
+                    ).inc()
+        if puid not in self.labelled_puids:
+            _bounded_put(self.labelled_puids, puid, None, self.policy.max_tracked_requests)
+            data = self.settings.data
+            day = datetime.fromtimestamp(request["time"], UTC).strftime("%Y-%m-%d")
+            for i, (row, truth) in enumerate(zip(request["rows"], truths)):
+                # Class labels go back to integers, as in the training spans; regression targets stay floats.
+                labelled = {**row, data.label: int(truth) if self.settings.data.task.value != "regression" else truth}
+                if data.timestamp:
+                    labelled[data.timestamp] = day
+                if data.id_column:
+                    labelled[data.id_column] = f"{puid}-{i}"
+                self.labelled.append(labelled)
+
+    def _outcomes(self, answer: dict, truths: list[float]) -> list[str]:
+        if "classes" in answer:
+            right = [int(c) == int(t) for c, t in zip(answer["classes"], truths)]
+        else:
+            threshold = self.settings.model.policy.threshold
+            right = [(s >= threshold) == (t >= 0.5) for s, t in zip(answer["scores"], truths)]
+        return ["correct" if r else "incorrect" for r in right]
+
+    def _segments(self, row: dict):
+        for segment in self.settings.segments:
+            if segment.column is None or segment.column not in row or row[segment.column] is None:
+                continue
+            value = row[segment.column]
+            if segment.bins:
+                try:
+                    number = float(value)
+                except (TypeError, ValueError):
+                    continue
+                edges = segment.bins
+                inside = [f"[{lo:g}, {hi:g})" for lo, hi in zip(edges, edges[1:]) if lo <= number < hi]
+                value = inside[0] if inside else "outside"
+            yield segment.name, str(value)
+
+    def _on_close(self, record: dict) -> None:
+        if len(self.window_rows) >= self.policy.min_window_size:
+            self._close_window(record["time"])
+
+    def _on_reference(self, record: dict) -> None:
+        self._use_reference(record["version"])
+        # Drift is judged against the new champion's training data from here on; old evidence no longer counts.
+        self.confirmation.history = []
+
+    def _on_trigger_ack(self, record: dict) -> None:
+        self.pending_triggers.pop(record["key"], None)
+        self.metrics["ctloop_watcher_triggers_total"].labels(outcome=record["outcome"]).inc()
+
+    # -- windows
+
+    def _use_reference(self, version: str) -> None:
+        if version not in self.detectors:
+            self.detectors[version] = WindowDetector(self.references.load(version), self.kinds, self.policy)
+        self.reference_version = version
+        self.metrics["ctloop_watcher_reference_version"].set(float(version) if version.isdigit() else 0)
+
+    def sink(self) -> ServingData:
+        if self.where not in self.sinks:
+            self.sinks[self.where] = ServingData(self.settings.endpoints.artifact_store.root, *self.where)
+        return self.sinks[self.where]
+
+    def _close_window(self, now: float) -> None:
+        index, rows, scores = self.window_index, self.window_rows, self.window_scores
+        started = self.window_started if self.window_started is not None else now
+        self.window_rows, self.window_scores, self.window_started = [], [], None
+        self.window_index += 1
+        try:
+            sink = self.sink()
+            sink.write_requests(index, rows, started)
+            if self.labelled:
+                sink.write_labelled(index, self.labelled)
+        except Exception:  # the store being away must not stop detection (nor a replay); the window is logged
+            log.exception("window %d: writing the serving data failed", index)
+        self.labelled = []
+        detector = self.detectors.get(self.reference_version)
+        if detector is None:  # no champion yet: traffic is kept, nothing to compare it with
+            return
+        result = detector.evaluate(rows, scores, min_scores=self.policy.min_window_size // 2)
+        self.metrics["ctloop_watcher_windows_evaluated_total"].labels(
+            detector="window", drift=str(result.drift).lower()
+        ).inc()
+        self.metrics["ctloop_watcher_drift"].labels(detector="window").set(int(result.drift))
+        for name, test in result.tests.items():
+            self.metrics["ctloop_watcher_feature_p_value"].labels(feature=name, test=test["test"]).set(test["p_value"])
+            self.metrics["ctloop_watcher_feature_distance"].labels(feature=name, test=test["test"]).set(
+                test["distance"]
+            )
+        self.last_result = {"window": index, "drift": result.drift, "rows": result.rows, "tests": result.tests}
+        if self.confirmation.observe(result.drift, now):
+            self._trigger(index, started, now, result)
+        self.metrics["ctloop_watcher_drift_confirmed"].set(int(self.confirmation.confirmed))
+
+    def _trigger(self, index: int, started: float, now: float, result) -> None:
+        namespace, deployment = self.where
+        key = f"drift-{namespace}-{deployment}-ref{self.reference_version}-w{index}"
+        parts = [
+            f"{name} ({t['test']} p={t['p_value']:.2g}, distance={t['distance']:.3g})"
+            for name, t in sorted(result.tests.items())
+            if t["drift"]
+        ]
+        first = index - self.policy.of_last_windows + 1
+        span = (
+            f"{datetime.fromtimestamp(started, UTC):%Y-%m-%dT%H:%M:%SZ}..{datetime.fromtimestamp(now, UTC):%H:%M:%SZ}"
+        )
+        reason = (
+            f"drift confirmed on {namespace}/{deployment} against champion v{self.reference_version}: "
+            f"{self.policy.confirm_windows} of the last {self.policy.of_last_windows} windows drifted "
+            f"(windows {max(first, 0)}-{index}, last {span}); drifting: {', '.join(parts) or 'none'}"
+        )
+        self.pending_triggers[key] = {
+            "reason": reason,
+            "data_uri": self.policy.retrain_data_uri or self.sink().labelled_uri,
+            "idempotency_key": key,
+            "source": "drift-watcher",
+        }
+        log.warning("%s", reason)

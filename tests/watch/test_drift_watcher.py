@@ -1,0 +1,173 @@
+"""The watcher's logic in process: CloudEvents parsed, windows judged by alibi-detect against the reference
+sample, k-of-n confirmation, live accuracy and agreement per predictor, and a state that survives a restart."""
+
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+from prometheus_client import CollectorRegistry
+
+from ctloop import config, demo_data
+from ctloop.errors import BadInputError
+from ctloop.services.drift_watcher import events
+from ctloop.services.drift_watcher.reference import ReferenceStore
+from ctloop.services.drift_watcher.watcher import Watcher
+
+from . import traffic
+
+
+def settings_for(tmp_path, webhook_url: str = "http://127.0.0.1:9", **drift) -> config.Settings:
+    raw = yaml.safe_load((traffic.ROOT / "ctloop.yaml").read_text())
+    raw["drift"].update({"window_size": 300, "min_window_size": 150, "cooldown_s": 3600, **drift})
+    raw["endpoints"]["artifact_store"]["root"] = str(tmp_path / "store")
+    raw["endpoints"]["webhook"] = {"url": webhook_url}
+    return config.parse(raw, base=traffic.ROOT, environ={})
+
+
+def make_watcher(tmp_path, settings, version: str = "1") -> Watcher:
+    references = ReferenceStore(tmp_path / "reference", settings)
+    traffic.reference(4000, seed=1).to_parquet(references.path(version))
+    watcher = Watcher(settings, references, CollectorRegistry())
+    watcher.apply({"kind": "reference", "version": version, "time": 0.0})
+    return watcher
+
+
+def feed(watcher: Watcher, rows: list[dict], prefix: str, version: str = "1") -> None:
+    for i, row in enumerate(rows):
+        for headers, body in traffic.events_for(row, f"{prefix}-{i}", version):
+            record = events.parse(headers, body)
+            if not watcher.duplicate(record):
+                watcher.apply(record)
+
+
+def sample(watcher: Watcher, name: str, **labels) -> float:
+    """A value as Prometheus would scrape it."""
+    total = 0.0
+    for metric in watcher.registry.collect():
+        for s in metric.samples:
+            if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+                total += s.value
+    return total
+
+
+def test_covariate_drift_is_confirmed_within_three_windows(tmp_path):
+    settings = settings_for(tmp_path)
+    watcher = make_watcher(tmp_path, settings)
+    feed(watcher, traffic.rows(900, seed=2), "stable")
+    assert watcher.window_index == 3 and not watcher.pending_triggers
+    drifted = traffic.rows(1500, seed=3, drift="covariate")
+    for i in range(0, len(drifted), 100):
+        feed(watcher, drifted[i : i + 100], f"drift{i}")
+        if watcher.pending_triggers:
+            break
+    assert watcher.pending_triggers, "covariate drift was never confirmed"
+    events_after_onset = i + 100
+    assert events_after_onset <= 3 * 300  # k=2 of n=3 windows of 300: confirmed by the second drifted window
+    (trigger,) = watcher.pending_triggers.values()
+    injected = demo_data.generate(1000, 3, drift="covariate")[1]["drift"]["features"]
+    assert any(name in trigger["reason"] for name in injected)
+    assert trigger["data_uri"].endswith("serving/ctloop/credit-risk/labelled")
+    assert sample(watcher, "ctloop_watcher_drift_confirmed") == 0  # counted afresh after the trigger
+    assert sample(watcher, "ctloop_watcher_windows_evaluated_total", drift="true") >= 2
+
+
+def test_a_long_stable_stream_triggers_nothing(tmp_path):
+    settings = settings_for(tmp_path)
+    watcher = make_watcher(tmp_path, settings)
+    feed(watcher, traffic.rows(6000, seed=4), "stable")
+    windows = sample(watcher, "ctloop_watcher_windows_evaluated_total")
+    false_alarms = sample(watcher, "ctloop_watcher_windows_evaluated_total", drift="true")
+    assert windows == 20
+    assert false_alarms <= 3  # a family-wise 5% per window: about 1 expected in 20
+    assert not watcher.pending_triggers
+
+
+def test_serving_data_is_kept_as_parquet_with_the_training_columns(tmp_path):
+    settings = settings_for(tmp_path)
+    watcher = make_watcher(tmp_path, settings)
+    feed(watcher, traffic.rows(650, seed=5), "p")
+    base = tmp_path / "store" / "serving" / "ctloop" / "credit-risk"
+    requests = pd.concat(pd.read_parquet(p) for p in sorted((base / "requests").rglob("*.parquet")))
+    labelled = pd.concat(pd.read_parquet(p) for p in sorted((base / "labelled").glob("*.parquet")))
+    assert len(requests) == 600 and len(watcher.window_rows) == 50  # two windows written, one filling
+    data = settings.data
+    assert {*traffic.FEATURES, data.label, data.timestamp, data.id_column} <= set(labelled.columns)
+    # A window is written when its last request arrives, before that request's feedback: 299 + 300 rows.
+    assert len(labelled) == 599 and labelled[data.label].isin([0, 1]).all()
+    assert str(labelled[data.label].dtype).startswith("int")
+
+
+def test_live_accuracy_and_shadow_agreement_per_predictor(tmp_path):
+    watcher = make_watcher(tmp_path, settings_for(tmp_path))
+    for i, row in enumerate(traffic.rows(200, seed=6)):
+        puid, f = f"p{i}", row["features"]
+        for headers, body in (
+            traffic.request_event(puid, f),
+            traffic.request_event(puid, f, predictor="shadow"),  # the mirrored copy: same puid
+            traffic.response_event(puid, f, "1"),
+            traffic.response_event(puid, f, "2", predictor="shadow", shift=0.5),
+            traffic.feedback_event(puid, row["label"]),
+        ):
+            watcher.apply(events.parse(headers, body))
+    assert sum(len(r) for r in [watcher.window_rows]) == 200  # mirrored requests are not counted twice
+    main = {"predictor": "main", "model_version": "1"}
+    shadow = {"predictor": "shadow", "model_version": "2"}
+    assert sample(watcher, "ctloop_watcher_feedback_total", **main) == 200
+    assert sample(watcher, "ctloop_watcher_feedback_total", **shadow) == 200
+    main_right = sample(watcher, "ctloop_watcher_feedback_total", **main, outcome="correct")
+    shadow_right = sample(watcher, "ctloop_watcher_feedback_total", **shadow, outcome="correct")
+    assert main_right > shadow_right  # a score shifted by 0.5 declines nearly everyone
+    agree = sample(watcher, "ctloop_watcher_agreement_total", **shadow, agree="true")
+    disagree = sample(watcher, "ctloop_watcher_agreement_total", **shadow, agree="false")
+    assert agree + disagree == 200 and disagree > 0
+    assert sample(watcher, "ctloop_watcher_segment_feedback_total", segment="region", **main) == 200
+    assert sample(watcher, "ctloop_watcher_scores_count", **main) == 200
+
+
+def test_feedback_for_an_unknown_request_is_counted_not_fatal(tmp_path):
+    watcher = make_watcher(tmp_path, settings_for(tmp_path))
+    watcher.apply(events.parse(*traffic.feedback_event("never-seen", 1)))
+    assert sample(watcher, "ctloop_watcher_rejected_events_total", reason="feedback_unmatched") == 1
+
+
+def test_state_round_trips_through_json(tmp_path):
+    settings = settings_for(tmp_path)
+    first = make_watcher(tmp_path, settings)
+    rows = traffic.rows(1000, seed=7, drift="covariate")
+    feed(first, rows[:450], "a")
+    second = make_watcher(tmp_path, settings)
+    second.restore(json.loads(json.dumps(first.state())))
+    records = []
+    for i, row in enumerate(rows[450:]):
+        records += [events.parse(h, b) for h, b in traffic.events_for(row, f"b-{i}", "1")]
+    for watcher in (first, second):
+        for record in records:
+            watcher.apply(record)
+    assert first.state() == second.state()
+    assert first.window_index == 3 and first.confirmation.history == second.confirmation.history
+
+
+@pytest.mark.parametrize(
+    "headers, body, named",
+    [
+        ({"Ce-Type": events.REQUEST, "Ce-Requestid": "x"}, b"{}", "Ce-Id"),
+        ({"Ce-Id": "1", "Ce-Type": "io.example.other", "Ce-Requestid": "x"}, b"{}", "Ce-Type"),
+        ({"Ce-Id": "1", "Ce-Type": events.REQUEST, "Ce-Requestid": "x"}, b"{not json", "body"),
+        ({"Ce-Id": "1", "Ce-Type": events.REQUEST, "Ce-Requestid": "x"}, b"{}", "data.ndarray"),
+        ({"Ce-Id": "1", "Ce-Type": events.REQUEST, "Ce-Requestid": "x"}, b'{"data": {"ndarray": [[1]]}}', "data.names"),
+        ({"Ce-Id": "1", "Ce-Type": events.FEEDBACK, "Ce-Requestid": "x"}, b'{"reward": 1}', "truth"),
+        ({"Ce-Id": "1", "Ce-Type": events.REQUEST, "Ce-Requestid": "x", "Ce-Time": "yesterday"}, b"{}", "Ce-Time"),
+    ],
+)
+def test_bad_events_are_refused_naming_what_is_wrong(headers, body, named):
+    with pytest.raises(BadInputError, match=named):
+        events.parse(headers, body)
+
+
+def test_json_data_requests_are_read_too():
+    headers = traffic.request_event("p", {"age": 30})[0]
+    record = events.parse(headers, json.dumps({"jsonData": [{"age": 30, "region": "north"}]}).encode())
+    assert record["rows"] == [{"age": 30, "region": "north"}]

@@ -1,0 +1,207 @@
+"""The watcher as it runs: its own process over real HTTP, the reference sample fetched from a real MLflow server
+(the champion alias), signed retrain requests to a webhook stand-in that checks signatures and answers like the
+retrain webhook (202 once per idempotency key, 200 for a repeat), and a ``kill -9`` in the middle of a stream."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pandas as pd
+import pytest
+import yaml
+
+from ctloop import signing
+
+from . import traffic
+
+SECRET = "test-secret-0123456789"
+
+
+class WebhookStandIn:
+    """Records signed retrain requests; ``down`` makes it answer 503, as a webhook that is restarting."""
+
+    def __init__(self):
+        self.received: list[dict] = []
+        self.keys: dict[str, int] = {}
+        self.down = False
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                try:
+                    signing.verify(SECRET.encode(), body, self.headers, tolerance_s=300)
+                except signing.SignatureError as e:
+                    return self._answer(401, {"error": str(e)})
+                if stand_in.down:
+                    return self._answer(503, {"error": "restarting"})
+                payload = json.loads(body)
+                stand_in.received.append(payload)
+                key = payload["idempotency_key"]
+                stand_in.keys[key] = stand_in.keys.get(key, 0) + 1
+                self._answer(202 if stand_in.keys[key] == 1 else 200, {"trigger_id": key})
+
+            def _answer(self, code, payload):
+                data = json.dumps(payload).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def champion(mlflow_server, tmp_path_factory):
+    """Version 1 of a registered model with a reference sample, under the champion alias."""
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(mlflow_server)
+    name = "watcher-test"
+    folder = tmp_path_factory.mktemp("reference")
+    traffic.reference(4000, seed=1).to_parquet(folder / "reference.parquet")
+    run = client.create_run(client.create_experiment("watcher-test"))
+    client.log_artifact(run.info.run_id, str(folder / "reference.parquet"), "reference")
+    client.create_registered_model(name)
+    version = client.create_model_version(name, f"{run.info.artifact_uri}/reference", run_id=run.info.run_id)
+    client.set_registered_model_alias(name, "champion", version.version)
+    return mlflow_server, name
+
+
+class Watcher:
+    def __init__(self, tmp_path, port: int, champion, webhook_url: str):
+        raw = yaml.safe_load((traffic.ROOT / "ctloop.yaml").read_text())
+        raw["drift"].update({"window_size": 200, "min_window_size": 100, "reference_poll_s": 1})
+        raw["endpoints"]["mlflow"] = {"tracking_uri": champion[0], "registered_model": champion[1]}
+        raw["endpoints"]["artifact_store"]["root"] = str(tmp_path / "store")
+        raw["endpoints"]["webhook"] = {"url": webhook_url}
+        raw["data"]["uri"] = str(tmp_path)
+        self.config = tmp_path / "ctloop.yaml"
+        self.config.write_text(yaml.safe_dump(raw))
+        self.state = tmp_path / "state"
+        self.url = f"http://127.0.0.1:{port}"
+        self.port = port
+        self.log = tmp_path / "watcher.log"
+        self.process = None
+
+    def start(self) -> None:
+        env = {**os.environ, "CTLOOP_WEBHOOK_SECRET": SECRET}
+        argv = [sys.executable, "-m", "ctloop.services.drift_watcher", "--config", str(self.config),
+                "--host", "127.0.0.1", "--port", str(self.port), "--state", str(self.state)]  # fmt: skip
+        self.process = subprocess.Popen(argv, env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
+        self.wait_for(lambda s: s["reference_version"] == "1", "the champion's reference")
+
+    def status(self) -> dict:
+        return httpx.get(f"{self.url}/v1/status", timeout=5).json()
+
+    def wait_for(self, condition, what: str, timeout: float = 60) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise AssertionError(f"the watcher exited: {self.log.read_text()[-3000:]}")
+            try:
+                status = self.status()
+                if condition(status):
+                    return status
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"timed out waiting for {what}: {self.log.read_text()[-3000:]}")
+
+    def kill_9(self) -> None:
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait()
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+
+@pytest.fixture
+def watcher(tmp_path, free_port, champion):
+    webhook = WebhookStandIn()
+    w = Watcher(tmp_path, free_port(), champion, webhook.url)
+    w.webhook = webhook
+    yield w
+    w.stop()
+    webhook.server.shutdown()
+
+
+def post(client: httpx.Client, url: str, rows: list[dict], prefix: str) -> int:
+    """Sends every event of ``rows``; returns how many request rows were acknowledged."""
+    acknowledged = 0
+    for i, row in enumerate(rows):
+        for headers, body in traffic.events_for(row, f"{prefix}-{i}", "1"):
+            response = client.post(f"{url}/v1/events", content=body, headers=headers)
+            assert response.status_code == 200, response.text
+            acknowledged += headers["Ce-Type"].endswith("request")
+    return acknowledged
+
+
+def test_drift_sends_one_signed_retrain_request(watcher):
+    watcher.start()
+    with httpx.Client(timeout=10) as client:
+        post(client, watcher.url, traffic.rows(600, seed=2), "stable")
+        assert not watcher.webhook.received
+        post(client, watcher.url, traffic.rows(600, seed=3, drift="covariate"), "drift")
+    status = watcher.wait_for(lambda s: not s["pending_triggers"] and s["last_trigger"], "the trigger to be sent")
+    (request,) = watcher.webhook.received
+    assert request["source"] == "drift-watcher" and "drift confirmed" in request["reason"]
+    labelled = pd.concat(pd.read_parquet(p) for p in sorted(watcher.state.parent.glob("store/**/labelled/*.parquet")))
+    assert request["data_uri"].endswith("labelled") and len(labelled) > 1000
+    metrics = httpx.get(f"{watcher.url}/metrics").text
+    assert 'ctloop_watcher_triggers_total{outcome="accepted"} 1.0' in metrics
+    assert status["window"]["index"] == 6
+
+
+def test_duplicates_are_dropped_and_bad_events_get_a_400(watcher):
+    watcher.start()
+    headers, body = traffic.request_event("p1", traffic.rows(1, seed=2)[0]["features"])
+    first = httpx.post(f"{watcher.url}/v1/events", content=body, headers=headers)
+    again = httpx.post(f"{watcher.url}/v1/events", content=body, headers=headers)
+    assert first.json()["status"] == "accepted" and again.json()["status"] == "duplicate"
+    assert watcher.status()["window"]["rows"] == 1
+    bad = httpx.post(f"{watcher.url}/v1/events", content=body, headers={**headers, "Ce-Type": "nonsense"})
+    assert bad.status_code == 400 and "Ce-Type" in bad.json()["error"]
+    missing = httpx.post(f"{watcher.url}/v1/events", content=b"[]", headers={"Ce-Id": "x"})
+    assert missing.status_code == 400 and "Ce-Requestid" in missing.json()["error"]
+
+
+def test_kill_9_mid_stream_loses_nothing_acknowledged_and_triggers_once(watcher):
+    watcher.webhook.down = True  # the confirmed trigger cannot be delivered before the crash
+    watcher.start()
+    stable, drifted = traffic.rows(400, seed=2), traffic.rows(700, seed=3, drift="covariate")
+    with httpx.Client(timeout=10) as client:
+        acknowledged = post(client, watcher.url, stable, "stable")
+        acknowledged += post(client, watcher.url, drifted[:550], "drift")
+        watcher.wait_for(lambda s: s["pending_triggers"], "drift to be confirmed")
+        watcher.kill_9()
+        watcher.start()
+        status = watcher.status()
+        assert status["pending_triggers"], "the undelivered trigger was lost in the crash"
+        assert status["window"]["index"] * 200 + status["window"]["rows"] == acknowledged
+        watcher.webhook.down = False
+        watcher.wait_for(lambda s: not s["pending_triggers"], "the trigger to be delivered")
+        acknowledged += post(client, watcher.url, drifted[550:], "drift-after")
+        watcher.kill_9()  # again, after delivery: the restart must not send it a second time
+        watcher.start()
+        time.sleep(2)
+    status = watcher.status()
+    assert status["window"]["index"] * 200 + status["window"]["rows"] == acknowledged == 1100
+    assert not status["pending_triggers"]
+    assert len(watcher.webhook.keys) == 1 and sum(watcher.webhook.keys.values()) == 1
