@@ -70,6 +70,7 @@ class Service:
             try:
                 version = await asyncio.to_thread(self.watcher.references.champion_version)
                 if version is not None and version != self.watcher.reference_version:
+                    await asyncio.to_thread(self.watcher.prepare, version)  # detectors built off the event loop
                     self.record({"kind": "reference", "version": version, "time": time.time()})
                     log.info("reference: champion version %s", version)
             except Exception as e:  # the registry being away must not stop ingestion

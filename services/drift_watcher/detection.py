@@ -156,3 +156,85 @@ class Confirmation:
     @property
     def confirmed(self) -> bool:
         return sum(self.history) >= self.k
+
+
+class OnlineDetectors:
+    """alibi-detect's online detectors, fed one served answer at a time: CVMDriftOnline on the champion's score and
+    FETDriftOnline on two-level features, with thresholds simulated for the configured expected run time (ERT: the
+    mean number of events between false alarms on a stable stream).
+
+    Univariate on purpose: the thresholds need more bootstrap runs than the ERT per tested column (a 0.9995
+    quantile cannot come from 2,000 runs), so configuring them for all 14 features would take many minutes; the
+    score summarises the features the model relies on, and the windowed tests cover every feature. Configuring
+    still takes seconds to a minute, so the configured detectors are kept with the reference (``WindowDetector``
+    builds them once per champion). After a detection a detector starts afresh: the next alarm needs new evidence.
+    """
+
+    def __init__(self, reference: pd.DataFrame, encoder: Encoder, policy: DriftPolicy, seed: int = 0):
+        from alibi_detect.cd import CVMDriftOnline, FETDriftOnline
+
+        sample = reference.sample(min(len(reference), 2000), random_state=seed)
+        window = [max(policy.min_window_size // 2, 10)]
+        self.binary = [n for n in encoder.names if len(encoder.levels.get(n, ())) == 2]
+        self.encoder = encoder
+        np.random.seed(seed)  # the threshold simulation draws from numpy's global generator
+        self.detectors = {}
+        if "score" in sample.columns:
+            scores = pd.to_numeric(sample["score"], errors="coerce").dropna().to_numpy(np.float64)
+            self.detectors["online_cvm"] = CVMDriftOnline(
+                scores.reshape(-1, 1), ert=policy.expected_run_time, window_sizes=window,
+                n_bootstraps=policy.online_bootstraps, verbose=False,
+            )  # fmt: skip
+        if self.binary:
+            codes = encoder.encode_frame(sample)[:, [encoder.names.index(n) for n in self.binary]]
+            self.detectors["online_fet"] = FETDriftOnline(
+                codes.clip(0, 1), ert=policy.expected_run_time, window_sizes=window,
+                n_bootstraps=policy.online_bootstraps, verbose=False,
+            )  # fmt: skip
+
+    def _feed(self, name: str, x: np.ndarray) -> bool:
+        detector = self.detectors[name]
+        drift = bool(detector.predict(x)["data"]["is_drift"])
+        # Only the latest statistic matters here; alibi keeps every one, which would grow without bound.
+        detector.test_stats, detector.drift_preds = detector.test_stats[-1:], detector.drift_preds[-1:]
+        if drift:
+            detector.reset_state()
+        return drift
+
+    def update_score(self, score: float) -> bool:
+        return "online_cvm" in self.detectors and self._feed("online_cvm", np.array([score], dtype=np.float64))
+
+    def update_row(self, row: dict) -> bool:
+        if "online_fet" not in self.detectors:
+            return False
+        codes = self.encoder.encode([row])[0, [self.encoder.names.index(n) for n in self.binary]]
+        if (codes > 1).any():  # a level outside the two known ones: not comparable
+            return False
+        return self._feed("online_fet", codes)
+
+    def state(self) -> dict:
+        return {
+            name: {key: _array_to_json(getattr(d, key)) for key in d.online_state_keys}
+            for name, d in self.detectors.items()
+        }
+
+    def restore(self, state: dict) -> None:
+        for name, values in state.items():
+            for key, value in values.items():
+                setattr(self.detectors[name], key, _array_from_json(value))
+
+
+def _array_to_json(value):
+    if isinstance(value, np.ndarray):
+        return {"dtype": str(value.dtype), "shape": list(value.shape), "data": value.ravel().tolist()}
+    if isinstance(value, (list, tuple)):
+        return {"list": [_array_to_json(v) for v in value]}
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _array_from_json(value):
+    if isinstance(value, dict) and "dtype" in value:
+        return np.asarray(value["data"], dtype=value["dtype"]).reshape(value["shape"])
+    if isinstance(value, dict) and "list" in value:
+        return [_array_from_json(v) for v in value["list"]]
+    return value

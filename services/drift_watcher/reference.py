@@ -7,7 +7,9 @@ very sample each window was judged by, without asking the registry.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import pickle
 import tempfile
 from pathlib import Path
 
@@ -36,6 +38,28 @@ class ReferenceStore:
                 raise NotFoundError(f"reference sample of version {version} is not cached at {path}")
             self._frames[version] = pd.read_parquet(path)
         return self._frames[version]
+
+    def cached_online(self, version: str, build):
+        """Online detectors configured for ``version``, from the cache when their settings are unchanged (the
+        threshold simulation takes seconds to a minute). The cache is this service's own state folder."""
+        policy = self.settings.drift
+        key = "-".join(
+            str(v)
+            for v in (
+                policy.expected_run_time,
+                policy.online_bootstraps,
+                policy.min_window_size,
+                policy.min_category_share,
+            )
+        )
+        path = self.folder / f"{version}.online-{hashlib.sha256(key.encode()).hexdigest()[:12]}.pickle"
+        if path.exists():
+            return pickle.loads(path.read_bytes())
+        detectors = build()
+        staging = path.with_suffix(".tmp")
+        staging.write_bytes(pickle.dumps(detectors))
+        staging.replace(path)
+        return detectors
 
     def champion_version(self) -> str | None:
         """The version the ``champion`` alias points at, or None when there is no champion yet."""

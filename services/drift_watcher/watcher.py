@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 
 from ctloop import metric_names
 from ctloop.config import Settings
-from ctloop.services.drift_watcher.detection import Confirmation, WindowDetector
+from ctloop.services.drift_watcher.detection import Confirmation, OnlineDetectors, WindowDetector
 from ctloop.services.drift_watcher.reference import ReferenceStore
 from ctloop.services.drift_watcher.sink import ServingData
 
@@ -41,6 +41,7 @@ class Watcher:
         self.metrics = metric_names.build("drift_watcher", registry)
         self.kinds = {f.name: f.type for f in settings.features}
         self.detectors: dict[str, WindowDetector] = {}
+        self.online: dict[str, OnlineDetectors] = {}
         self.sinks: dict[tuple[str, str], ServingData] = {}
         self.reset()
 
@@ -54,6 +55,7 @@ class Watcher:
         self.window_scores: list[float] = []
         self.window_started: float | None = None
         self.window_index = 0
+        self.window_online: list[str] = []  # online detectors that fired during the window
         self.labelled: list[dict] = []
         self.labelled_puids: OrderedDict[str, None] = OrderedDict()
         self.confirmation = Confirmation(
@@ -73,6 +75,8 @@ class Watcher:
             "window_scores": self.window_scores,
             "window_started": self.window_started,
             "window_index": self.window_index,
+            "window_online": self.window_online,
+            "online_state": self.online[self.reference_version].state() if self._online() else None,
             "labelled": self.labelled,
             "labelled_puids": list(self.labelled_puids),
             "history": self.confirmation.history,
@@ -89,12 +93,15 @@ class Watcher:
         self.answers = OrderedDict((k, v) for k, v in state["answers"])
         self.window_rows, self.window_scores = state["window_rows"], state["window_scores"]
         self.window_started, self.window_index = state["window_started"], state["window_index"]
+        self.window_online = state["window_online"]
         self.labelled, self.labelled_puids = state["labelled"], OrderedDict.fromkeys(state["labelled_puids"])
         self.confirmation.history, self.confirmation.last_trigger = state["history"], state["last_trigger"]
         self.pending_triggers = state["pending_triggers"]
         self.where, self.last_result = tuple(state["where"]), state["last_result"]
         if state["reference_version"] is not None:
             self._use_reference(state["reference_version"])
+            if self._online() and state["online_state"] is not None:
+                self.online[self.reference_version].restore(state["online_state"])
 
     # -- records
 
@@ -121,6 +128,8 @@ class Watcher:
             self.window_started = record["time"]
         for row in record["rows"]:
             self.window_rows.append({"puid": puid, "time": record["time"], **row})
+            if self._online() and self.online[self.reference_version].update_row(row):
+                self._online_fired("online_fet")
         if len(self.window_rows) >= self.policy.window_size:
             self._close_window(record["time"])
 
@@ -139,6 +148,9 @@ class Watcher:
         _bounded_put(self.answers, puid, answers, self.policy.max_tracked_requests)
         if first and version == self.reference_version:
             self.window_scores.extend(record["scores"])
+            for score in record["scores"] if self._online() else ():
+                if self.online[self.reference_version].update_score(score):
+                    self._online_fired("online_cvm")
         main = answers.get(MAIN)
         if main is not None and "decisions" in main:
             for other, theirs in answers.items():
@@ -224,9 +236,26 @@ class Watcher:
 
     # -- windows
 
-    def _use_reference(self, version: str) -> None:
+    def prepare(self, version: str) -> None:
+        """Build the detectors for a reference (slow with online detectors: call it off the event loop first)."""
         if version not in self.detectors:
             self.detectors[version] = WindowDetector(self.references.load(version), self.kinds, self.policy)
+        if self.policy.online and version not in self.online:
+            self.online[version] = self.references.cached_online(
+                version,
+                lambda: OnlineDetectors(self.references.load(version), self.detectors[version].encoder, self.policy),
+            )
+
+    def _online(self) -> bool:
+        return self.policy.online and self.reference_version in self.online
+
+    def _online_fired(self, name: str) -> None:
+        if name not in self.window_online:
+            self.window_online.append(name)
+        self.metrics["ctloop_watcher_drift"].labels(detector=name).set(1)
+
+    def _use_reference(self, version: str) -> None:
+        self.prepare(version)
         self.reference_version = version
         self.metrics["ctloop_watcher_reference_version"].set(float(version) if version.isdigit() else 0)
 
@@ -252,11 +281,19 @@ class Watcher:
         if detector is None:  # no champion yet: traffic is kept, nothing to compare it with
             return
         result = detector.evaluate(rows, scores, min_scores=self.policy.min_window_size // 2)
+        for name in self.window_online:
+            result.tests[name] = {"test": name, "p_value": None, "distance": None, "drift": True}
+            result.drift = True
+        for name in self.online[self.reference_version].detectors if self._online() else ():
+            self.metrics["ctloop_watcher_drift"].labels(detector=name).set(0)
+        self.window_online = []
         self.metrics["ctloop_watcher_windows_evaluated_total"].labels(
             detector="window", drift=str(result.drift).lower()
         ).inc()
         self.metrics["ctloop_watcher_drift"].labels(detector="window").set(int(result.drift))
         for name, test in result.tests.items():
+            if test["p_value"] is None:
+                continue
             self.metrics["ctloop_watcher_feature_p_value"].labels(feature=name, test=test["test"]).set(test["p_value"])
             self.metrics["ctloop_watcher_feature_distance"].labels(feature=name, test=test["test"]).set(
                 test["distance"]
@@ -271,6 +308,8 @@ class Watcher:
         key = f"drift-{namespace}-{deployment}-ref{self.reference_version}-w{index}"
         parts = [
             f"{name} ({t['test']} p={t['p_value']:.2g}, distance={t['distance']:.3g})"
+            if t["p_value"] is not None
+            else f"{name} (fired during the window)"
             for name, t in sorted(result.tests.items())
             if t["drift"]
         ]

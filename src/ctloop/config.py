@@ -273,7 +273,9 @@ class DriftPolicy(_Model):
     online: bool = Field(False, description="Also run CVMDriftOnline/FETDriftOnline on numeric and binary features.")
     expected_run_time: int = Field(2000, ge=10, description="Online detectors' expected run time (events).")
     online_bootstraps: int = Field(
-        2000, ge=100, description="Simulations that configure the online detectors' thresholds (cached)."
+        5000,
+        ge=100,
+        description="Simulations that configure the online detectors' thresholds (cached); at least 2 x the ERT.",
     )
     reference_poll_s: int = Field(30, ge=1, description="How often the registry is asked whether the champion changed.")
     retrain_data_uri: str | None = Field(
@@ -291,6 +293,9 @@ class DriftPolicy(_Model):
             raise ValueError("confirm_windows cannot exceed of_last_windows")
         if values["min_window_size"] > values["window_size"]:
             raise ValueError("min_window_size cannot exceed window_size")
+        if values["online"] and values["online_bootstraps"] < 2 * values["expected_run_time"]:
+            # A threshold for a false alarm every ERT events is a quantile that fewer runs cannot estimate.
+            raise ValueError("online_bootstraps must be at least 2 x expected_run_time when online is true")
         return values
 
 

@@ -171,3 +171,24 @@ def test_json_data_requests_are_read_too():
     headers = traffic.request_event("p", {"age": 30})[0]
     record = events.parse(headers, json.dumps({"jsonData": [{"age": 30, "region": "north"}]}).encode())
     assert record["rows"] == [{"age": 30, "region": "north"}]
+
+
+def test_online_detectors_fire_on_drift_and_resume_after_a_restart(tmp_path):
+    settings = settings_for(tmp_path, online=True, expected_run_time=1500, online_bootstraps=3000)
+    watcher = make_watcher(tmp_path, settings)
+    feed(watcher, traffic.rows(600, seed=2), "stable")
+    assert not watcher.pending_triggers and not watcher.window_online
+    copy = make_watcher(tmp_path, settings)  # the configured detectors come from the cache: no new simulation
+    copy.restore(json.loads(json.dumps(watcher.state())))
+    records = []
+    for i, row in enumerate(traffic.rows(600, seed=3, drift="covariate")):
+        records += [events.parse(h, b) for h, b in traffic.events_for(row, f"drift-{i}", "1")]
+    fired = []
+    for w in (watcher, copy):
+        for record in records:
+            w.apply(record)
+            if w is watcher and w.window_online and not fired:
+                fired.append(len([r for r in records[: records.index(record) + 1] if r["kind"] == "request"]))
+    assert fired and fired[0] <= 300, "the online detector did not fire within one window of the onset"
+    assert json.loads(json.dumps(copy.state())) == json.loads(json.dumps(watcher.state()))
+    assert list((tmp_path / "reference").glob("1.online-*.pickle"))
