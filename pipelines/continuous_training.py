@@ -1,4 +1,4 @@
-"""The continuous-training pipeline: validate_data -> train -> validate_segments -> if blessed: register.
+"""The continuous-training pipeline: validate_data -> train -> validate_segments -> if blessed: register -> deploy.
 
 With trials in ``model.search``, train first runs once per trial in a ``dsl.ParallelFor``; select_trial picks the
 trial with the best validation metric from the collected metrics (a fan-in of parameters only), and the final
@@ -9,9 +9,10 @@ settings call for; ``compile_to(settings, path)`` writes KFP's IR. Pipeline para
 of ctloop.yaml (its default is the file the pipeline was compiled with), the previous span's statistics (drift)
 and the hyper-parameter trials (default: ``model.search``).
 
-Caching: validate_data reads a URI whose content may change, validate_segments reads the registry's champion and
-register writes to the registry, so none of them is cached. train is: its inputs include validate_data's
-content fingerprint, so a changed span never hits an old entry. Steps that talk to MLflow retry.
+Caching: validate_data reads a URI whose content may change, validate_segments reads the registry's champion, and
+register and deploy write to the registry and the SeldonDeployment, so none of them is cached. train is: its
+inputs include validate_data's content fingerprint, so a changed span never hits an old entry. Steps that talk to
+MLflow retry.
 
 No `from __future__ import annotations` here: kfp reads the pipeline's annotations as objects.
 """
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from kfp import compiler, dsl
 
+from ctloop.components.deploy import component as deploy_component
 from ctloop.components.register import component as register_component
 from ctloop.components.select_trial import component as select_component
 from ctloop.components.train import component as train_component
@@ -37,6 +39,7 @@ RESOURCES = {
     "segments": ("1", "2", "1G", "4G"),
     "register": ("250m", "1", "512M", "1G"),
     "select": ("100m", "500m", "256M", "512M"),
+    "deploy": ("100m", "500m", "256M", "512M"),
 }
 
 
@@ -51,6 +54,7 @@ def build(settings, config_text: str):
     segments_op = segments_component.make(settings.pipeline.image("train"))
     register_op = register_component.make(settings.pipeline.image("train"))
     select_op = select_component.make(settings.pipeline.image("train"))
+    deploy_op = deploy_component.make(settings.pipeline.image("control"))
     cuda = settings.model.device == "cuda"
     # Trials travel as JSON text: as protobuf Structs their key order would change from one compile to the next.
     search = [json.dumps(dict(trial), sort_keys=True) for trial in settings.model.search]
@@ -68,7 +72,7 @@ def build(settings, config_text: str):
             task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
         return task
 
-    @dsl.pipeline(name=NAME, description="Validate a data span, train, judge per segment, register if blessed.")
+    @dsl.pipeline(name=NAME, description="Validate a span, train, judge per segment; if blessed, register and deploy.")
     def continuous_training(
         data_uri: str,
         config: str = config_text,
@@ -112,6 +116,14 @@ def build(settings, config_text: str):
             )
             _size(registered, "register").set_caching_options(False).set_retry(num_retries=2, backoff_duration="30s")
             registered.set_display_name("register")
+            # The candidate joins the SeldonDeployment; the rollout controller decides from there.
+            deployed = deploy_op(
+                config=config,
+                model_version=registered.outputs["model_version"],
+                model_uri=registered.outputs["model_uri"],
+            )
+            _size(deployed, "deploy").set_caching_options(False).set_retry(num_retries=2, backoff_duration="30s")
+            deployed.set_display_name("deploy")
 
     return continuous_training
 

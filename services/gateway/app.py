@@ -60,10 +60,15 @@ class Gateway:
         signature = state.signature(self.root)
         wanted = state.load_all(self.root)
         for key, sdep in wanted.items():
-            self.pool.reconcile(key[0], key[1], sdep["spec"]["predictors"])
-        for key in set(self.deployments) - set(wanted):
-            self.pool.remove(*key)
+            self.pool.reconcile(key[0], key[1], sdep["spec"]["predictors"], prune=False)
+        gone = set(self.deployments) - set(wanted)
+        # Route by the new objects first, then stop the predictors that left: a request routed by the old table
+        # (a canary removed by a promotion or a rollback) must still find its process.
         self.deployments, self.signature = wanted, signature
+        for key, sdep in wanted.items():
+            self.pool.prune(key[0], key[1], {p["name"] for p in sdep["spec"]["predictors"]})
+        for key in gone:
+            self.pool.remove(*key)
 
     async def watch(self) -> None:
         while True:
@@ -142,18 +147,31 @@ class Gateway:
 
     async def _mirror(self, key, sdep, predictor, path, body, puid, method) -> None:
         """A shadow's copy: its answer is logged and dropped; its slowness or failure reaches no client."""
+        started = time.perf_counter()
         self._log(sdep, key[0], predictor, cloudevents.REQUEST, puid, body)
         response = await self._forward(key, sdep, predictor, path, body, puid, method)
         if response is not None and response.status_code < 400:
             self._log(sdep, key[0], predictor, cloudevents.RESPONSE, puid, response.content)
+        # In the cluster a shadow has an executor of its own, which counts its requests like any predictor's:
+        # the rollout's shadow checks (errors, latency) read these series.
+        endpoint = self.pool.endpoints.get((*key, predictor["name"]))
+        self.server_seconds.labels(
+            deployment_name=key[1],
+            predictor_name=predictor["name"],
+            predictor_version=endpoint.version if endpoint else "",
+            service=path.rsplit("/", 1)[-1],
+            method=method,
+            code=str(response.status_code) if response is not None else "503",
+        ).observe(time.perf_counter() - started)
 
     async def handle(self, request: Request, path: str, method: str, kind: str) -> Response:
         started = time.perf_counter()
         key = (request.path_params["namespace"], request.path_params["name"])
+        body = await request.body()
+        # Looked up after the last await before routing, so that the table and the processes are current together.
         sdep = self.deployments.get(key)
         if sdep is None:
             return JSONResponse({"status": {"code": 404, "info": f"no SeldonDeployment {key[0]}/{key[1]}"}}, 404)
-        body = await request.body()
         puid = request.headers.get("Seldon-Puid") or str(uuid.uuid4())
         predictors = sdep["spec"]["predictors"]
         live, weights = self._live(predictors)

@@ -152,8 +152,12 @@ class Pool:
             time.sleep(0.05)
         self._stop(endpoint.process)
 
-    def reconcile(self, namespace: str, deployment: str, predictors: list[dict]) -> None:
-        """Make the running processes match ``predictors``; new ones are ready before the old ones go."""
+    def reconcile(self, namespace: str, deployment: str, predictors: list[dict], prune: bool = True) -> None:
+        """Make the running processes match ``predictors``; new ones are ready before the old ones go.
+
+        ``prune=False`` keeps the processes of predictors that left: the caller prunes them once it no longer
+        routes to them (a request routed by the old table must still find its predictor).
+        """
         wanted = {p["name"]: p for p in predictors}
         retired = []
         for name, predictor in wanted.items():
@@ -164,13 +168,18 @@ class Pool:
             self.endpoints[key] = self._start(key, predictor)  # the switch: one assignment
             if current is not None:
                 retired.append(current)
-        for key in [k for k in self.endpoints if k[:2] == (namespace, deployment) and k[2] not in wanted]:
-            retired.append(self.endpoints.pop(key))
         for endpoint in retired:
             threading.Thread(target=self._retire, args=(endpoint,), daemon=True).start()
+        if prune:
+            self.prune(namespace, deployment, set(wanted))
+
+    def prune(self, namespace: str, deployment: str, keep: set[str]) -> None:
+        """Stop (after their in-flight requests) the processes of this deployment's predictors not in ``keep``."""
+        for key in [k for k in self.endpoints if k[:2] == (namespace, deployment) and k[2] not in keep]:
+            threading.Thread(target=self._retire, args=(self.endpoints.pop(key),), daemon=True).start()
 
     def remove(self, namespace: str, deployment: str) -> None:
-        self.reconcile(namespace, deployment, [])
+        self.prune(namespace, deployment, set())
 
     def stop_all(self) -> None:
         for endpoint in self.endpoints.values():

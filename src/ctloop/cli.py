@@ -282,11 +282,33 @@ def _print_status(statuses) -> None:
 @config_option
 @reports_errors
 def up(config_path: str) -> None:
-    """Start the local stack (MLflow, Prometheus) in the background and wait until it answers."""
+    """Start the local stack (MLflow, Prometheus, gateway, webhook, watcher, rollout controller) and wait for it."""
     from ctloop import stack
 
     statuses = stack.up(_settings(config_path), progress=lambda line: click.echo(line, err=True))
     _print_status(statuses)
+
+
+@main.command()
+@click.option("--out", default=None, help="Spans, summary.json and report.html (default: <state_dir>/demo).")
+@click.option("--keep-running", is_flag=True, help="Leave the local stack up afterwards, to explore it.")
+@click.option("--rate", type=float, default=20.0, show_default=True, help="Client requests per second.")
+@config_option
+@reports_errors
+def demo(out, keep_running, rate, config_path) -> None:
+    """Play the whole loop on the local stack: train, serve, drift, retrain, promote, roll back a bad candidate."""
+    from pathlib import Path
+
+    from ctloop import demo as story
+
+    settings = _settings(config_path)
+    folder = Path(out) if out else Path(settings.local.state_dir) / "demo"
+    summary = story.run(settings, Path(config_path), folder.resolve(), keep=keep_running, rate=rate,
+                        echo=lambda line: click.echo(line, err=True))  # fmt: skip
+    failed = {phase: t["failed"] for phase, t in summary["traffic"].items() if t["failed"]}
+    click.echo(f"loop completed; report: {folder / 'report.html'}; failed client requests: {failed or 'none'}")
+    if failed:
+        sys.exit(1)
 
 
 @main.command()
@@ -310,6 +332,123 @@ def status(config_path: str) -> None:
     _print_status(statuses)
     if any(s.state != "healthy" for s in statuses):
         sys.exit(1)
+
+
+@main.command()
+@click.option("--reason", required=True, help="Why: recorded with the run and in the webhook's audit log.")
+@click.option("--data", "data_uri", default=None, help="Span (default: webhook.default_data_uri, else data.uri).")
+@click.option("--force", is_flag=True, help="Start a run even while the pipeline is cooling down.")
+@click.option("--key", default=None, help="Idempotency key: sending the same key again starts nothing new.")
+@config_option
+@reports_errors
+def retrain(reason, data_uri, force, key, config_path) -> None:
+    """Ask the retrain webhook (endpoints.webhook.url) for a pipeline run; signed with the shared secret."""
+    import json
+    import uuid
+
+    from ctloop import signing
+    from ctloop.services.retrain_webhook.client import request_retrain
+
+    settings = _settings(config_path)
+    body = {"reason": reason, "data_uri": data_uri or settings.webhook.default_data_uri or settings.data.uri,
+            "idempotency_key": key or f"cli-{uuid.uuid4().hex}", "force": force, "source": "cli"}  # fmt: skip
+    secret = signing.read_secret(settings.webhook.secret_env)
+    status, answer = request_retrain(settings.endpoints.webhook.url, secret, body)
+    click.echo(f"{status} {json.dumps(answer)}")
+
+
+@main.group("rollout")
+def rollout_group() -> None:
+    """Look at and steer the rollout of a SeldonDeployment (the state the rollout controller keeps on it)."""
+
+
+def _rollout_object(config_path: str, deployment: str, namespace: str | None):
+    from ctloop import deployment_target
+    from ctloop.errors import NotFoundError
+
+    settings = _settings(config_path)
+    namespace = namespace or settings.endpoints.seldon.namespace
+    target = deployment_target.connect(settings)
+    sdep = target.get(namespace, deployment)
+    if sdep is None:
+        raise NotFoundError(f"no SeldonDeployment {namespace}/{deployment}")
+    return target, namespace, sdep
+
+
+namespace_option = click.option("--namespace", "-n", help="Namespace (default: endpoints.seldon.namespace).")
+
+
+@rollout_group.command("status")
+@click.argument("deployment")
+@namespace_option
+@click.option("--json", "as_json", is_flag=True, help="Print the status record as JSON.")
+@config_option
+@reports_errors
+def rollout_status(deployment, namespace, as_json, config_path) -> None:
+    """Show the rollout's phase, canary weight and last check results."""
+    from ctloop.services.rollout_controller import sdep as shape
+    from ctloop.services.rollout_controller import status
+
+    _, namespace, sdep = _rollout_object(config_path, deployment, namespace)
+    record = status.read(sdep)
+    if as_json:
+        click.echo(record.to_json())
+        return
+    main_version = shape.model_version(shape.predictor(sdep, shape.MAIN)) or "-"
+    click.echo(f"{namespace}/{deployment}: {record.phase.value}  main serves version {main_version}")
+    if record.candidate:
+        click.echo(f"candidate {record.candidate} (champion then {record.champion or '-'}), canary weight "
+                   f"{record.weight}%, step {record.step}, failed analyses {record.failed_analyses}")  # fmt: skip
+    if record.reason:
+        click.echo(f"reason: {record.reason}")
+    for check, result in sorted(record.checks.items()):
+        click.echo(f"  {check}: {result}")
+    if record.failed_checks:
+        click.echo(f"failed checks: {', '.join(record.failed_checks)}")
+    pending = status.read_request(sdep)
+    if pending:
+        click.echo(f"requested: {pending['action']} (the controller acts on its next pass)")
+
+
+def _request(config_path: str, deployment: str, namespace: str | None, action: str) -> None:
+    import json
+
+    from ctloop import deployment_target
+    from ctloop.errors import BadInputError
+    from ctloop.services.rollout_controller import status
+
+    target, namespace, sdep = _rollout_object(config_path, deployment, namespace)
+    record = status.read(sdep)
+    if record.phase not in (status.Phase.shadowing, status.Phase.progressing):
+        raise BadInputError(f"{namespace}/{deployment}: no rollout to {action} (phase {record.phase.value})")
+    request = json.dumps({"action": action, "version": record.candidate})
+
+    def ask(obj: dict) -> dict:
+        obj["metadata"].setdefault("annotations", {})[status.REQUEST_ANNOTATION] = request
+        return obj
+
+    deployment_target.update(target, namespace, deployment, ask)
+    click.echo(f"{action} of version {record.candidate} requested; the rollout controller acts on its next pass")
+
+
+@rollout_group.command("promote")
+@click.argument("deployment")
+@namespace_option
+@config_option
+@reports_errors
+def rollout_promote(deployment, namespace, config_path) -> None:
+    """Promote the candidate now, skipping the remaining checks and steps."""
+    _request(config_path, deployment, namespace, "promote")
+
+
+@rollout_group.command("abort")
+@click.argument("deployment")
+@namespace_option
+@config_option
+@reports_errors
+def rollout_abort(deployment, namespace, config_path) -> None:
+    """Roll the candidate back now; its version is tagged rejected (failed check: aborted)."""
+    _request(config_path, deployment, namespace, "abort")
 
 
 if __name__ == "__main__":

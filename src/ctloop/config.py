@@ -565,6 +565,10 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     settings.endpoints.artifact_store.root = resolve(settings.endpoints.artifact_store.root)
     settings.local.state_dir = resolve(settings.local.state_dir)
     settings.local.venvs_dir = resolve(settings.local.venvs_dir)
+    if settings.drift.retrain_data_uri:
+        settings.drift.retrain_data_uri = resolve(settings.drift.retrain_data_uri)
+    if settings.webhook.default_data_uri:
+        settings.webhook.default_data_uri = resolve(settings.webhook.default_data_uri)
     return settings
 
 

@@ -24,6 +24,7 @@ COMPONENTS = {
     "register": {"config": "c", "model": "artifact", "blessing": "artifact", "reference_sample": "artifact",
                  "schema": "artifact", "segment_report": "artifact", "data_uri": "d", "fingerprint": "{}",
                  "mlflow_run_id": "r"},
+    "deploy": {"config": "c", "model_version": "1", "model_uri": "file:///m"},
 }  # fmt: skip
 
 

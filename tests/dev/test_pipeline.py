@@ -64,7 +64,10 @@ def test_tasks_images_and_condition(tmp_path):
         "inputs.parameter_values['pipelinechannel--validate-segments-blessed'] == true"
     )
     inner = ir["components"]["comp-condition-2"]["dag"]["tasks"]
-    assert set(inner) == {"register"}
+    assert set(inner) == {"register", "deploy"}
+    assert inner["deploy"]["inputs"]["parameters"]["model_uri"]["taskOutputParameter"] == {
+        "outputParameterKey": "model_uri", "producerTask": "register"}  # fmt: skip
+    assert inner["deploy"]["cachingOptions"] == {}  # not cached: it writes the SeldonDeployment
     images = {name: e["container"]["image"] for name, e in ir["deploymentSpec"]["executors"].items()}
     assert images == {
         "exec-validate-data": "registry.example/ml/ctloop-validate:9.9",
@@ -73,6 +76,7 @@ def test_tasks_images_and_condition(tmp_path):
         "exec-select-trial": "registry.example/ml/ctloop-train:9.9",
         "exec-validate-segments": "registry.example/ml/ctloop-train:9.9",
         "exec-register": "registry.example/ml/ctloop-train:9.9",
+        "exec-deploy": "registry.example/ml/ctloop-control:9.9",
     }
     params = ir["root"]["inputDefinitions"]["parameters"]
     assert set(params) == {"data_uri", "config", "previous_statistics_uri", "schema_uri", "trials"}

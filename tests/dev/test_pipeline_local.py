@@ -87,9 +87,14 @@ def test_clean_span_runs_end_to_end_and_registers_a_candidate(stack):
     assert all(metadata["params"][k] == v for k, v in winner.items())
     registered = versions(stack)
     assert len(registered) == 1 and "registered version 1" in result.stdout
-    client = MlflowClient(f"http://127.0.0.1:{stack['local']['mlflow_port']}")
-    assert client.get_model_version_by_alias("ctloop-credit-risk", "candidate").version == "1"
     assert registered[0].tags["ctloop.pipeline_run_id"] == run_dir.name
+    # deploy: the first version has no champion to be compared with, so it serves as main directly
+    client = MlflowClient(f"http://127.0.0.1:{stack['local']['mlflow_port']}")
+    assert client.get_model_version_by_alias("ctloop-credit-risk", "champion").version == "1"
+    sdep = yaml.safe_load((Path(stack["local"]["state_dir"]) / "gateway" / "deployments" / "ctloop" /
+                           "credit-risk.yaml").read_text())  # fmt: skip
+    assert [p["name"] for p in sdep["spec"]["predictors"]] == ["main"]
+    assert (run_dir / "condition-2__deploy" / "parameters" / "action").read_text() == "first_deployment"
 
 
 def test_defective_span_stops_at_validation_and_registers_nothing(stack):

@@ -1,0 +1,49 @@
+"""Entry program of the deploy step (control image).
+
+    python -m ctloop.components.deploy (--config FILE | --config-yaml TEXT) --model-version V --model-uri URI
+        [--state DIR] [--action-out FILE]
+
+Exit status: 0 deployed (declared, first deployment, or already serving); 1 not blessed, or the registry or the
+deployment target failed; 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ctloop import artifacts, deployment_target
+from ctloop.components.deploy import executor
+from ctloop.entrypoint import add_config_arguments, load_settings
+from ctloop.errors import CtloopError
+from ctloop.services.rollout_controller import registry
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="deploy", description=__doc__.split("\n\n")[0])
+    add_config_arguments(p)
+    p.add_argument("--model-version", required=True, help="The registered version (register's output).")
+    p.add_argument("--model-uri", required=True, help="Its physical artifact location (register's output).")
+    p.add_argument("--state", help="Local mode: the local stack's state folder (default: local.state_dir).")
+    p.add_argument("--action-out")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    try:
+        settings = load_settings(args)
+        target = deployment_target.connect(settings, args.state)
+        done = executor.deploy(settings, target, registry.connect(settings), args.model_version.strip(),
+                               args.model_uri.strip())  # fmt: skip
+        if args.action_out:
+            artifacts.write_bytes(args.action_out, done.action.encode())
+    except CtloopError as e:
+        print(f"deploy: {e}", file=sys.stderr)
+        return e.exit_code
+    print(f"deploy: version {args.model_version} -> {done.namespace}/{done.name} {done.predictor} ({done.action})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,37 @@
+"""The controller's Prometheus metrics, built from ctloop.metric_names (phase, canary weight, check results)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from ctloop.metric_names import metric
+from ctloop.services.rollout_controller.status import Phase, RolloutStatus
+
+_RESULT_VALUE = {"passed": 1, "failed": 0, "no_data": -1}
+
+
+class RolloutMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry()
+
+        def make(cls, name):
+            m = metric(name)
+            return cls(m.name, m.help, list(m.labels), registry=self.registry)
+
+        self.phase = make(Gauge, "ctloop_rollout_phase")
+        self.weight = make(Gauge, "ctloop_rollout_canary_weight")
+        self.check_result = make(Gauge, "ctloop_rollout_check_result")
+        self.checks = make(Counter, "ctloop_rollout_checks_total")
+        self.outcomes = make(Counter, "ctloop_rollout_outcomes_total")
+
+    def observe(self, deployment: str, status: RolloutStatus, analysed: bool, outcomes: list[str]) -> None:
+        for phase in Phase:
+            self.phase.labels(deployment=deployment, phase=phase.value).set(1 if phase == status.phase else 0)
+        self.weight.labels(deployment=deployment).set(status.weight)
+        if analysed:
+            for check, result in status.checks.items():
+                if result in _RESULT_VALUE:
+                    self.check_result.labels(deployment=deployment, check=check).set(_RESULT_VALUE[result])
+                    self.checks.labels(deployment=deployment, check=check, result=result).inc()
+        for outcome in outcomes:
+            self.outcomes.labels(deployment=deployment, outcome=outcome).inc()

@@ -1,0 +1,110 @@
+"""Shared by the rollout tests: settings, a scripted metric source, an in-memory registry, a clock."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import yaml
+
+from ctloop import config
+from ctloop.services.rollout_controller import checks
+from ctloop.services.rollout_controller.registry import CANDIDATE, CHAMPION, STATUS_TAG
+
+ROOT = Path(__file__).resolve().parents[2]
+POLICY = {"mode": "shadow-then-canary", "steps": [10, 50, 100], "interval_s": 10, "min_requests": 50,
+          "max_failed_checks": 0, "deadline_s": 600, "window_s": 30, "shadow_duration_s": 30,
+          "min_shadow_requests": 50, "prometheus_outage_s": 60, "min_labelled_requests": 20}  # fmt: skip
+
+
+def settings(state_dir: Path, **policy):
+    raw = yaml.safe_load((ROOT / "ctloop.yaml").read_text())
+    raw["rollout"] = {**POLICY, **policy}
+    raw["local"]["state_dir"] = str(state_dir)
+    # Predictors' request logger: a port where nothing listens, never the local stack's watcher.
+    raw["endpoints"]["watcher"] = {"url": "http://127.0.0.1:9"}
+    return config.parse(raw, environ={})
+
+
+HEALTHY = {"requests": 500, "labelled": 100, "error_rate": 0.0, "latency_p99": 0.02, "latency_p99_ratio": 1.0,
+           "score_divergence": 0.02, "agreement": 0.97, "accuracy_delta": 0.0}  # fmt: skip
+
+
+def _shape(promql: str) -> str:
+    return re.sub(r"\[\d+s\]", "[]", promql)
+
+
+class ScriptedSource:
+    """Answers each check's query from ``values`` (by check name): a number, None (no data) or "down"."""
+
+    def __init__(self, deployment: str = "credit-risk", **values):
+        self.values = {**HEALTHY, **values}
+        self.asked: list[tuple[str, str]] = []
+        self.names = {}
+        for where in ("shadow", "canary"):
+            for name, query in checks.queries(deployment, where, 1, 1).items():
+                self.names[_shape(query)] = (where, name)
+
+    def query(self, promql: str) -> float:
+        where, name = self.names[_shape(promql)]
+        self.asked.append((where, name))
+        value = self.values.get(name)
+        if value == "down":
+            raise checks.SourceDown("scripted outage")
+        if value is None:
+            raise checks.NoData(name)
+        return float(value)
+
+
+class MemoryRegistry:
+    """The registry's interface over dicts (the real one is tested against an MLflow server in test_deploy.py)."""
+
+    name = "ctloop-credit-risk"
+
+    def __init__(self, versions=("1", "2", "3")):
+        self.aliases: dict[str, str] = {}
+        self.version_tags = {v: {"ctloop.validation_status": "blessed"} for v in versions}
+        self.calls: list[tuple] = []
+        self.fail = False
+
+    def champion(self):
+        return self.aliases.get(CHAMPION)
+
+    def tags(self, version):
+        return dict(self.version_tags.get(version, {}))
+
+    def promote(self, version):
+        previous = self.champion()
+        if previous and previous != version:
+            self.version_tags[previous][STATUS_TAG] = "retired"
+        self.aliases[CHAMPION] = version
+        self.version_tags[version][STATUS_TAG] = "champion"
+        if self.aliases.get(CANDIDATE) == version:
+            del self.aliases[CANDIDATE]
+
+    def reject(self, version, failed_checks):
+        self.version_tags[version][STATUS_TAG] = "rejected"
+        self.version_tags[version]["ctloop.rollout_failed_checks"] = ",".join(failed_checks)
+
+    def supersede(self, version):
+        self.version_tags[version][STATUS_TAG] = "superseded"
+
+    def apply(self, action):
+        from ctloop.errors import NotReadyError
+
+        if self.fail:
+            raise NotReadyError("registry down (scripted)")
+        self.calls.append(action)
+        kind, version, *rest = action
+        getattr(self, kind)(version, *rest)
+
+
+class Clock:
+    def __init__(self, now: float = 1_000_000.0):
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

@@ -1,0 +1,121 @@
+"""The rollout controller as it is deployed: `python -m ctloop.services.rollout_controller --config --port --state`
+over real HTTP (health, readiness, metrics, status), and `ctloop rollout status|promote|abort`, both on the local
+deployment target."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from ctloop import deployment_target
+from ctloop.cli import main as cli
+from ctloop.components.deploy import executor
+from ctloop.services.rollout_controller import status
+from ctloop.services.rollout_controller.status import Phase
+
+
+def _helpers():
+    if "rollout_helpers" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("rollout_helpers", Path(__file__).with_name("rollout_helpers.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["rollout_helpers"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["rollout_helpers"]
+
+
+h = _helpers()
+pytestmark = pytest.mark.timeout(120)
+
+
+def write_config(tmp_path: Path, **policy) -> tuple[Path, object]:
+    settings = h.settings(tmp_path / "state", **policy)
+    raw = yaml.safe_load((h.ROOT / "ctloop.yaml").read_text())
+    raw["rollout"] = settings.rollout.dict()
+    raw["local"]["state_dir"] = settings.local.state_dir
+    raw["endpoints"]["prometheus"]["url"] = "http://127.0.0.1:9"  # nothing listens: checks pause
+    path = tmp_path / "ctloop.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path, settings
+
+
+def test_service_contract_health_readiness_metrics_and_status(tmp_path, free_port):
+    config, settings = write_config(tmp_path, interval_s=1)
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "ctloop.services.rollout_controller", "--config", str(config), "--host", "127.0.0.1",
+         "--port", str(port), "--state", settings.local.state_dir],
+        stdout=(tmp_path / "log.txt").open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert process.poll() is None, (tmp_path / "log.txt").read_text()
+            time.sleep(0.2)
+        assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
+        assert httpx.get(f"{url}/v1/rollouts/ctloop/credit-risk").status_code == 404  # no SeldonDeployment yet
+        assert httpx.get(f"{url}/v1/rollouts/other/credit-risk").status_code == 404
+        target = deployment_target.connect(settings)
+        registry = h.MemoryRegistry()
+        executor.deploy(settings, target, registry, "1", "file:///m1")
+        executor.deploy(settings, target, registry, "2", "file:///m2")
+        body = {}
+        while time.monotonic() < deadline and body.get("phase") != "Shadowing":
+            body = httpx.get(f"{url}/v1/rollouts/ctloop/credit-risk").json()
+            time.sleep(0.2)
+        assert body["candidate"] == "2" and body["champion"] == "1"
+        while time.monotonic() < deadline and not body.get("reason", "").startswith("paused"):
+            body = httpx.get(f"{url}/v1/rollouts/ctloop/credit-risk").json()
+            time.sleep(0.2)
+        assert body["reason"] == "paused: Prometheus unreachable" and body["outage_since"] > 0
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'ctloop_rollout_phase{deployment="credit-risk",phase="Shadowing"} 1.0' in metrics
+        assert 'ctloop_rollout_canary_weight{deployment="credit-risk"} 0.0' in metrics
+    finally:
+        process.terminate()
+        process.wait(20)
+
+
+def test_cli_status_promote_and_abort(tmp_path):
+    config, settings = write_config(tmp_path)
+    target = deployment_target.connect(settings)
+    registry = h.MemoryRegistry()
+    runner = CliRunner()
+    missing = runner.invoke(cli, ["rollout", "status", "credit-risk", "-c", str(config)])
+    assert missing.exit_code == 1 and "no SeldonDeployment ctloop/credit-risk" in missing.output
+    executor.deploy(settings, target, registry, "1", "file:///m1")
+    idle = runner.invoke(cli, ["rollout", "promote", "credit-risk", "-c", str(config)])
+    assert idle.exit_code == 2 and "no rollout to promote (phase Succeeded)" in idle.output
+    executor.deploy(settings, target, registry, "2", "file:///m2")
+    from ctloop.services.rollout_controller.controller import Controller
+
+    controller = Controller(settings, target, h.ScriptedSource(), lambda: registry, clock=h.Clock())
+    controller.tick()
+    shown = runner.invoke(cli, ["rollout", "status", "credit-risk", "-c", str(config)])
+    assert shown.exit_code == 0, shown.output
+    assert "ctloop/credit-risk: Shadowing  main serves version 1" in shown.output and "candidate 2" in shown.output
+    as_json = json.loads(runner.invoke(cli, ["rollout", "status", "credit-risk", "--json", "-c", str(config)]).output)
+    assert as_json["phase"] == "Shadowing"
+    asked = runner.invoke(cli, ["rollout", "abort", "credit-risk", "-c", str(config)])
+    assert asked.exit_code == 0 and "abort of version 2 requested" in asked.output
+    assert json.loads(target.get("ctloop", "credit-risk")["metadata"]["annotations"][status.REQUEST_ANNOTATION]) == {
+        "action": "abort", "version": "2"}  # fmt: skip
+    controller.clock.advance(1)
+    assert controller.tick().phase == Phase.failed
+    assert (
+        "failed checks: aborted" in runner.invoke(cli, ["rollout", "status", "credit-risk", "-c", str(config)]).output
+    )
