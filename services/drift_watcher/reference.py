@@ -81,9 +81,11 @@ class ReferenceStore:
     def _fetch(self, client, version) -> None:
         with tempfile.TemporaryDirectory(prefix="ctloop-reference-") as tmp:
             local = Path(client.download_artifacts(version.run_id, "reference", tmp))
-            files = sorted(local.rglob("*.parquet")) if local.is_dir() else [local]
+            # The pipeline logs its artifact under KFP's output name (no suffix): go by content, not by name.
+            candidates = sorted(p for p in local.rglob("*") if p.is_file()) if local.is_dir() else [local]
+            files = [p for p in candidates if p.read_bytes()[:4] == b"PAR1"]
             if not files:
-                raise NotFoundError(f"version {version.version} (run {version.run_id}) has no reference/*.parquet")
+                raise NotFoundError(f"version {version.version} (run {version.run_id}) has no Parquet under reference/")
             frame = pd.concat([pd.read_parquet(f) for f in files], ignore_index=True)
         staging = self.path(version.version).with_suffix(".tmp")
         frame.to_parquet(staging, index=False)

@@ -2,9 +2,11 @@
 
     <root>/serving/<namespace>/<deployment>/requests/date=<day>/window-<n>.parquet   every request, with its answer
     <root>/serving/<namespace>/<deployment>/labelled/part-<n>.parquet               rows whose truth came back
+    <root>/serving/<namespace>/<deployment>/spans/<trigger key>/part-<n>.parquet    frozen copy for one retrain
 
 ``requests`` is the serving data for skew checks; ``labelled`` has the training columns (features, label,
-timestamp, id) and is a span the pipeline can train on. Files are named by window number, so writing one twice
+timestamp, id). A retrain gets a frozen copy of it (``spans/<key>``): the pipeline checks that its input does not
+change between validation and training, and ``labelled`` keeps growing. Files are named by window number, so writing one twice
 (a journal replayed after a crash) replaces it with the same rows.
 """
 
@@ -39,3 +41,10 @@ class ServingData:
 
     def write_labelled(self, window: int, rows: list[dict]) -> str:
         return self._write(artifacts.join(self.labelled_uri, f"part-{window:08d}.parquet"), rows)
+
+    def freeze_labelled(self, key: str) -> str:
+        """Copy the labelled parts written so far into a folder of their own; returns its URI."""
+        target = artifacts.join(self.base, "spans", key)
+        for uri in artifacts.list_uris(self.labelled_uri):
+            artifacts.write_bytes(artifacts.join(target, uri.rsplit("/", 1)[-1]), artifacts.read_bytes(uri))
+        return target

@@ -324,7 +324,7 @@ class Watcher:
         )
         self.pending_triggers[key] = {
             "reason": reason,
-            "data_uri": self.policy.retrain_data_uri or self.sink().labelled_uri,
+            "data_uri": self.policy.retrain_data_uri or self.sink().freeze_labelled(key),
             "idempotency_key": key,
             "source": "drift-watcher",
         }

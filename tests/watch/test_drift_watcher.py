@@ -4,6 +4,7 @@ sample, k-of-n confirmation, live accuracy and agreement per predictor, and a st
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -69,7 +70,9 @@ def test_covariate_drift_is_confirmed_within_three_windows(tmp_path):
     (trigger,) = watcher.pending_triggers.values()
     injected = demo_data.generate(1000, 3, drift="covariate")[1]["drift"]["features"]
     assert any(name in trigger["reason"] for name in injected)
-    assert trigger["data_uri"].endswith("serving/ctloop/credit-risk/labelled")
+    frozen = trigger["data_uri"]
+    assert frozen.endswith(f"serving/ctloop/credit-risk/spans/{trigger['idempotency_key']}")
+    assert len(pd.concat(pd.read_parquet(p) for p in Path(frozen).glob("*.parquet"))) > 900
     assert sample(watcher, "ctloop_watcher_drift_confirmed") == 0  # counted afresh after the trigger
     assert sample(watcher, "ctloop_watcher_windows_evaluated_total", drift="true") >= 2
 

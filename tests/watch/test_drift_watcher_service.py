@@ -12,6 +12,7 @@ import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pandas as pd
@@ -162,8 +163,8 @@ def test_drift_sends_one_signed_retrain_request(watcher):
     status = watcher.wait_for(lambda s: not s["pending_triggers"] and s["last_trigger"], "the trigger to be sent")
     (request,) = watcher.webhook.received
     assert request["source"] == "drift-watcher" and "drift confirmed" in request["reason"]
-    labelled = pd.concat(pd.read_parquet(p) for p in sorted(watcher.state.parent.glob("store/**/labelled/*.parquet")))
-    assert request["data_uri"].endswith("labelled") and len(labelled) > 1000
+    frozen = pd.concat(pd.read_parquet(p) for p in Path(request["data_uri"]).glob("*.parquet"))
+    assert request["data_uri"].endswith(request["idempotency_key"]) and len(frozen) > 1000
     metrics = httpx.get(f"{watcher.url}/metrics").text
     assert 'ctloop_watcher_triggers_total{outcome="accepted"} 1.0' in metrics
     assert status["window"]["index"] == 6
