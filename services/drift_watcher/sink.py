@@ -6,8 +6,8 @@
 
 ``requests`` is the serving data for skew checks; ``labelled`` has the training columns (features, label,
 timestamp, id). A retrain gets a frozen copy of it (``spans/<key>``): the pipeline checks that its input does not
-change between validation and training, and ``labelled`` keeps growing. Files are named by window number, so writing one twice
-(a journal replayed after a crash) replaces it with the same rows.
+change between validation and training, and ``labelled`` keeps growing. Files are named by window number, so
+writing one twice (a journal replayed after a crash) replaces it with the same rows.
 """
 
 from __future__ import annotations

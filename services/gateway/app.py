@@ -12,18 +12,17 @@ import uuid
 from pathlib import Path
 
 import httpx
-from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ctloop import metric_names
 from ctloop.services.gateway import cloudevents, state
 from ctloop.services.gateway.predictors import Pool
 
 log = logging.getLogger(__name__)
-BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)  # Seldon's executor buckets
-LABELS = ["deployment_name", "predictor_name", "predictor_version", "service", "method", "code"]
 
 
 class Gateway:
@@ -38,20 +37,9 @@ class Gateway:
         self.background: set[asyncio.Task] = set()
         self.client: httpx.AsyncClient | None = None
         self.registry = CollectorRegistry()
-        self.server_seconds = Histogram(
-            "seldon_api_executor_server_requests_seconds",
-            "Gateway request time",
-            LABELS,
-            buckets=BUCKETS,
-            registry=self.registry,
-        )
-        self.client_seconds = Histogram(
-            "seldon_api_executor_client_requests_seconds",
-            "Model server request time",
-            [*LABELS, "model_name", "model_image", "model_version"],
-            buckets=BUCKETS,
-            registry=self.registry,
-        )
+        built = metric_names.build("gateway", self.registry)  # Seldon's executor names and labels
+        self.server_seconds = built["seldon_api_executor_server_requests_seconds"]
+        self.client_seconds = built["seldon_api_executor_client_requests_seconds"]
 
     # -- reconciling
 

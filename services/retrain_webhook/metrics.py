@@ -3,22 +3,15 @@ alert rules and dashboards tested against that list."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry
 
-from ctloop.metric_names import METRICS
-
-_KINDS = {"counter": Counter, "gauge": Gauge, "histogram": Histogram}
+from ctloop import metric_names
 
 
 class Metrics:
     def __init__(self):
         self.registry = CollectorRegistry()
-        built = {}
-        for m in METRICS:
-            if m.exporter != "retrain_webhook":
-                continue
-            extra = {"buckets": m.buckets} if m.kind == "histogram" and m.buckets else {}
-            built[m.name] = _KINDS[m.kind](m.name, m.help, m.labels, registry=self.registry, **extra)
+        built = metric_names.build("retrain_webhook", self.registry)
         self.requests = built["ctloop_webhook_requests_total"]
         self.auth_failures = built["ctloop_webhook_auth_failures_total"]
         self.decisions = built["ctloop_webhook_decisions_total"]

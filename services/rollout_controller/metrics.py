@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry
 
-from ctloop.metric_names import metric
+from ctloop import metric_names
 from ctloop.services.rollout_controller.status import Phase, RolloutStatus
 
 _RESULT_VALUE = {"passed": 1, "failed": 0, "no_data": -1}
@@ -13,16 +13,12 @@ _RESULT_VALUE = {"passed": 1, "failed": 0, "no_data": -1}
 class RolloutMetrics:
     def __init__(self, registry: CollectorRegistry | None = None):
         self.registry = registry or CollectorRegistry()
-
-        def make(cls, name):
-            m = metric(name)
-            return cls(m.name, m.help, list(m.labels), registry=self.registry)
-
-        self.phase = make(Gauge, "ctloop_rollout_phase")
-        self.weight = make(Gauge, "ctloop_rollout_canary_weight")
-        self.check_result = make(Gauge, "ctloop_rollout_check_result")
-        self.checks = make(Counter, "ctloop_rollout_checks_total")
-        self.outcomes = make(Counter, "ctloop_rollout_outcomes_total")
+        built = metric_names.build("rollout_controller", self.registry)
+        self.phase = built["ctloop_rollout_phase"]
+        self.weight = built["ctloop_rollout_canary_weight"]
+        self.check_result = built["ctloop_rollout_check_result"]
+        self.checks = built["ctloop_rollout_checks_total"]
+        self.outcomes = built["ctloop_rollout_outcomes_total"]
 
     def observe(self, deployment: str, status: RolloutStatus, analysed: bool, outcomes: list[str]) -> None:
         for phase in Phase:

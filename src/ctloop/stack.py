@@ -1,18 +1,22 @@
-"""The local stack: the shared services of the embedded mode, run as background processes on loopback:
-MLflow, Prometheus and the Seldon gateway.
+"""The local stack: the services of the embedded mode, run as background processes on loopback: MLflow,
+Prometheus, the Seldon gateway, the retrain webhook, the drift watcher and the rollout controller.
 
 Each service is a ``Service``: a command, a health URL and the files it keeps under
 ``<state_dir>/stack/``: ``<name>.log`` and ``<name>.pid`` (the PID and the process start time, so that a
 PID reused by another program after a reboot is never mistaken for ours). ``up`` starts what is not already
 running and waits until every service answers its health URL; ``down`` stops them, group and all.
-Later parts of ctloop add their services to ``services()``.
+The services read one resolved copy of the settings (``stack/ctloop.yaml``); the webhook's shared secrets are
+generated once into ``stack/secrets.json`` (mode 0600) and handed over in the environment, as a Kubernetes
+Secret would be.
 """
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
+import secrets
 import shutil
 import signal
 import socket
@@ -33,6 +37,7 @@ from ctloop.errors import BadInputError, CtloopError, NotReadyError
 __all__ = ["Service", "ServiceStatus", "down", "services", "status", "up"]
 
 HOST = "127.0.0.1"
+RULES = Path(__file__).resolve().parents[2] / "monitoring" / "rules" / "ctloop.rules.yaml"
 
 
 @dataclass(frozen=True)
@@ -63,15 +68,50 @@ def _stack_dir(settings: Settings) -> Path:
 
 def _prometheus_config(settings: Settings) -> str:
     interval = f"{settings.local.scrape_interval_s}s"
+    local = settings.local
+    jobs = {
+        "prometheus": local.prometheus_port,
+        "mlflow": local.mlflow_port,
+        "gateway": local.gateway_port,
+        "retrain-webhook": local.webhook_port,
+        "drift-watcher": local.watcher_port,
+        "rollout-controller": local.rollout_port,
+    }
     config = {
         "global": {"scrape_interval": interval, "evaluation_interval": interval},
+        # The alert and recording rules the chart ships, so that alerts and dashboards behave as in the cluster.
+        "rule_files": [str(RULES)] if RULES.exists() else [],
         "scrape_configs": [
-            {"job_name": "prometheus", "static_configs": [{"targets": [f"{HOST}:{settings.local.prometheus_port}"]}]},
-            {"job_name": "mlflow", "static_configs": [{"targets": [f"{HOST}:{settings.local.mlflow_port}"]}]},
-            {"job_name": "gateway", "static_configs": [{"targets": [f"{HOST}:{settings.local.gateway_port}"]}]},
+            {"job_name": job, "static_configs": [{"targets": [f"{HOST}:{port}"]}]} for job, port in jobs.items()
         ],
     }
     return yaml.safe_dump(config, sort_keys=False)
+
+
+def _services_settings(settings: Settings) -> dict:
+    """The settings the stack's services read: the file's, with every endpoint pointed at the stack's own ports."""
+    raw = json.loads(settings.json())
+    local, endpoints = settings.local, raw["endpoints"]
+    endpoints["mlflow"]["tracking_uri"] = f"http://{HOST}:{local.mlflow_port}"
+    endpoints["prometheus"]["url"] = f"http://{HOST}:{local.prometheus_port}"
+    endpoints["seldon"]["url"] = f"http://{HOST}:{local.gateway_port}"
+    endpoints["webhook"]["url"] = f"http://{HOST}:{local.webhook_port}"
+    endpoints["watcher"]["url"] = f"http://{HOST}:{local.watcher_port}"
+    return raw
+
+
+def stack_secrets(settings: Settings) -> dict[str, str]:
+    """The local stack's webhook secret and Alertmanager token, made on first use; environment variable -> value."""
+    path = _stack_dir(settings) / "secrets.json"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        values = {settings.webhook.secret_env: secrets.token_urlsafe(32),
+                  settings.webhook.alertmanager_token_env: secrets.token_urlsafe(32)}  # fmt: skip
+        staging = path.with_suffix(".tmp")
+        staging.touch(mode=0o600)
+        staging.write_text(json.dumps(values))
+        staging.replace(path)
+    return json.loads(path.read_text())
 
 
 def services(settings: Settings) -> list[Service]:
@@ -89,6 +129,37 @@ def services(settings: Settings) -> list[Service]:
             "or `sudo apt-get install prometheus`, or put the prometheus binary on PATH"
         )
     promtool = shutil.which("promtool")
+    watch_python = Path(settings.local.venvs_dir) / "watch" / "bin" / "python"
+    config_file = (_stack_dir(settings) / "ctloop.yaml").resolve()
+    config_files = (("stack/ctloop.yaml", yaml.safe_dump(_services_settings(settings), sort_keys=False)),)
+    shared = stack_secrets(settings)
+    secret_env = settings.webhook.secret_env
+
+    def loop_service(name: str, python: Path, module: str, port: int, env: dict, own_state: bool = True) -> Service:
+        # The watcher and the webhook keep their journal and queue in a folder of their own; the rollout
+        # controller's state is on the SeldonDeployment objects, in the gateway's folder under local.state_dir.
+        state_args = ["--state", str((state / name).resolve())] if own_state else []
+        return Service(
+            name=name,
+            argv=[
+                str(python.absolute()),
+                "-m",
+                module,
+                "--config",
+                str(config_file),
+                "--host",
+                HOST,
+                "--port",
+                str(port),
+                *state_args,
+            ],  # fmt: skip
+            port=port,
+            health_path="/readyz",
+            url=f"http://{HOST}:{port}",
+            env=env,
+            files=config_files,
+        )
+
     return [
         Service(
             name="mlflow",
@@ -154,6 +225,17 @@ def services(settings: Settings) -> list[Service]:
             port=gateway_port,
             health_path="/health",
             url=f"http://{HOST}:{gateway_port}",
+        ),
+        loop_service("webhook", control_python, "ctloop.services.retrain_webhook", settings.local.webhook_port, shared),
+        loop_service(
+            "watcher",
+            watch_python,
+            "ctloop.services.drift_watcher",
+            settings.local.watcher_port,
+            {secret_env: shared[secret_env]},
+        ),
+        loop_service(
+            "rollout", control_python, "ctloop.services.rollout_controller", settings.local.rollout_port, {}, False
         ),
     ]
 

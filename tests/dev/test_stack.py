@@ -1,4 +1,5 @@
-"""`ctloop up`, `status` and `down` with the real servers: MLflow (SQLite) and Prometheus (Debian's package)."""
+"""`ctloop up`, `status` and `down` with the real servers: MLflow (SQLite), Prometheus (Debian's package), the
+gateway, the retrain webhook, the drift watcher and the rollout controller."""
 
 from __future__ import annotations
 
@@ -26,6 +27,9 @@ def stack_config(tmp_path, free_port, example_config_text):
         mlflow_port=free_port(),
         prometheus_port=free_port(),
         gateway_port=free_port(),
+        webhook_port=free_port(),
+        watcher_port=free_port(),
+        rollout_port=free_port(),
         scrape_interval_s=1,
         venvs_dir=str(Path(__file__).resolve().parents[2] / ".venvs"),
     )
@@ -80,7 +84,7 @@ def test_up_status_down(stack_config):
     assert urlopen(f"{mlflow}/health", timeout=5).read().strip() == b"OK"
     assert urlopen(f"{prometheus}/-/ready", timeout=5).status == 200
     first = pids(state)
-    assert set(first) == {"mlflow", "prometheus", "gateway"}
+    assert set(first) == {"mlflow", "prometheus", "gateway", "webhook", "watcher", "rollout"}
     gateway = f"http://127.0.0.1:{local['gateway_port']}"
     assert json.loads(urlopen(f"{gateway}/health", timeout=5).read()) == {"deployments": []}
 
@@ -98,7 +102,12 @@ def test_up_status_down(stack_config):
         with urlopen(f"{prometheus}/api/v1/query?query=up", timeout=5) as response:
             up = {r["metric"]["job"]: r["value"][1] for r in json.load(response)["data"]["result"]}
         time.sleep(1)
-    assert up == {"prometheus": "1", "mlflow": "1", "gateway": "1"}
+    jobs = ("prometheus", "mlflow", "gateway", "retrain-webhook", "drift-watcher", "rollout-controller")
+    assert up == dict.fromkeys(jobs, "1")
+    # the chart's alert rules are loaded
+    with urlopen(f"{prometheus}/api/v1/rules", timeout=5) as response:
+        groups = json.load(response)["data"]["groups"]
+    assert any(rule["name"] == "CtloopDriftConfirmed" for g in groups for rule in g["rules"])
 
     # a second up starts nothing new
     ctloop("up", "-c", str(path))

@@ -1,0 +1,88 @@
+"""The whole loop end to end on the local stack (`ctloop demo`): every service a real process on loopback, the
+pipeline run by the local runner, the model servers by the gateway. It asserts each step of the story with the
+right versions and aliases, no failed client request through promotion and rollback, and nothing left running.
+Takes 10-20 minutes on two cores: marked slow (`make test` runs it, `make test-fast` skips it)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def processes_mentioning(text: str) -> list[str]:
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            args = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if text in args and "pytest" not in args:
+            found.append(f"{cmdline.parent.name}: {args[:200]}")
+    return found
+
+
+@pytest.fixture
+def loop_config(tmp_path, free_port):
+    raw = yaml.safe_load((ROOT / "ctloop.yaml").read_text())
+    raw["local"].update(
+        state_dir=str(tmp_path / "state"),
+        venvs_dir=str(ROOT / ".venvs"),
+        **{f"{name}_port": free_port() for name in ("mlflow", "prometheus", "gateway", "webhook", "watcher", "rollout")},
+    )
+    raw["endpoints"]["mlflow"]["tracking_uri"] = f"http://127.0.0.1:{raw['local']['mlflow_port']}"
+    raw["endpoints"]["prometheus"]["url"] = f"http://127.0.0.1:{raw['local']['prometheus_port']}"
+    raw["endpoints"]["seldon"] = {"namespace": "ctloop", "url": f"http://127.0.0.1:{raw['local']['gateway_port']}"}
+    raw["endpoints"]["webhook"] = {"url": f"http://127.0.0.1:{raw['local']['webhook_port']}"}
+    raw["endpoints"]["watcher"] = {"url": f"http://127.0.0.1:{raw['local']['watcher_port']}"}
+    raw["endpoints"]["artifact_store"]["root"] = str(tmp_path / "artifacts")
+    raw["data"]["uri"] = str(tmp_path / "state" / "demo" / "spans" / "2026-01")
+    path = tmp_path / "ctloop.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    yield path
+    subprocess.run([sys.executable, "-m", "ctloop.cli", "down", "-c", str(path)], capture_output=True)
+
+
+def test_the_loop_trains_serves_detects_retrains_promotes_and_rolls_back(loop_config, tmp_path):
+    out = tmp_path / "state" / "demo"
+    result = subprocess.run(
+        [sys.executable, "-m", "ctloop.cli", "demo", "-c", str(loop_config), "--out", str(out)],
+        capture_output=True, text=True, timeout=3300,
+    )  # fmt: skip
+    summary = json.loads((out / "summary.json").read_text())
+    assert result.returncode == 0 and summary["ok"], f"{summary.get('error')}\n{result.stderr[-5000:]}"
+    steps = [e["what"] for e in summary["timeline"]]
+
+    def step(prefix: str) -> dict:
+        return next(e for e in summary["timeline"] if e["what"].startswith(prefix))
+
+    # v1 from day 0, v2 from the drift-triggered run, v3 from the corrupted span
+    assert step("v1 blessed, registered, champion")
+    assert step("watcher confirmed drift")["result"]["drift"] is True
+    assert any(s.startswith("webhook-started pipeline registered v2") for s in steps)
+    assert any(s.startswith("v2 promoted") for s in steps)
+    rolled_back = step("v3 rolled back")
+    assert rolled_back["failed_checks"], "a rollback names the checks that failed"
+
+    versions = summary["versions"]
+    assert "champion" in versions["2"]["aliases"]
+    assert versions["1"]["tags"]["ctloop.rollout"] == "retired"
+    assert versions["3"]["tags"]["ctloop.rollout"] == "rejected" and "champion" not in versions["3"]["aliases"]
+    clock = summary["clock"]
+    assert clock["drift_onset"] < clock["drift_detected"] < clock["candidate_registered"] < clock["promoted"]
+
+    # zero failed client requests in every phase, including through promotion and rollback
+    failed = {phase: t["failed"] for phase, t in summary["traffic"].items()}
+    assert sum(t["ok"] for t in summary["traffic"].values()) > 1000
+    assert not any(failed.values()), failed
+    assert summary["traffic"]["after"]["versions"].keys() == {"2"}  # v2 serves everything after v3's rollback
+
+    assert (out / "report.html").exists() and "Pipeline runs" in (out / "report.html").read_text()
+    assert processes_mentioning(str(tmp_path)) == []
