@@ -19,10 +19,11 @@ PYTEST_ARGS ?=
 export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 
-.PHONY: help setup lock test test-fast demo bench lint images system-packages clean
+.PHONY: help setup lock test test-fast demo up down bench bench-env bench-lock bench-wrk lint images system-packages clean
 
 help:
 	@echo "make demo    run the loop on the embedded default (sets everything up)"
+	@echo "make up      start the local stack to explore (make down stops it)"
 	@echo "make test    run every test suite in its own environment (sets everything up)"
 	@echo "make setup   build the local environments from the locks, install prometheus"
 	@echo "make lock    re-resolve images/*/requirements.in into hashed locks"
@@ -82,31 +83,51 @@ test: setup
 test-fast: PYTEST_ARGS += -m "not slow"
 test-fast: test
 
-SPANS := $(DEMO_DIR)/spans
-
+# The whole loop on the local stack (docs in README.md): train, serve, drift, retrain, promote, roll back.
 demo: setup
 	$(CTLOOP) config validate ctloop.yaml
-	$(CTLOOP) data generate --rows 20000 --seed 7 --out $(SPANS)/2026-01 --start 2026-01-01
-	$(CTLOOP) data generate --rows 20000 --seed 10 --out $(SPANS)/2026-02 --start 2026-02-01
-	$(CTLOOP) data generate --rows 20000 --seed 8 --out $(SPANS)/2026-03 --start 2026-03-01 --drift covariate
-	@echo "== a clean span passes validation against the previous one"
-	$(CTLOOP) validate --data $(SPANS)/2026-02 --reference $(SPANS)/2026-01 --out $(DEMO_DIR)/validate/2026-02
-	@echo "== the drifted span is stopped (exit 1), naming the features its manifest lists"
-	rc=0; $(CTLOOP) validate --data $(SPANS)/2026-03 --reference $(SPANS)/2026-02 \
-		--out $(DEMO_DIR)/validate/2026-03 >/dev/null || rc=$$?; [ $$rc = 1 ]
-	@$(PYTHON) -c 'import json;print("   injected:", json.load(open("$(SPANS)/2026-03/manifest.json"))["drift"]["features"])'
+	$(CTLOOP) demo --out $(DEMO_DIR)
+
+# A long-running local stack to explore (`make down` stops it).
+up: setup
 	$(CTLOOP) up
-	@echo "== the pipeline, locally: validate, search, train, judge per segment, register in the local MLflow"
-	$(CTLOOP) pipeline run --local --data $(SPANS)/2026-02
-	$(CTLOOP) status
-	@echo "demo: spans under $(SPANS), reports under $(DEMO_DIR); MLflow at http://127.0.0.1:5500; 'ctloop down' stops the stack."
+
+down:
+	$(CTLOOP) down
 
 # Each benchmark runs in its image's environment; results land in bench/results/<name>.{json,md}.
-bench: setup
+bench: setup bench-env bench-wrk
 	$(VENVS)/dev/bin/python bench/run.py --out bench/results
 	$(VENVS)/validate/bin/python bench/validate_data.py --out bench/results
 	$(VENVS)/train/bin/python bench/train.py --out bench/results
 	$(VENVS)/dev/bin/python bench/pipeline.py --out bench/results
+	$(VENVS)/serve/bin/python bench/serving.py --out bench/results
+	$(VENVS)/watch/bin/python bench/drift_watcher.py --out bench/results
+	$(VENVS)/dev/bin/python bench/loop.py --out bench/results
+
+# The serving benchmark's comparator, MLServer, in an environment of its own (not an image; not in setup or test).
+BENCH_MLSERVER := $(VENVS)/bench-mlserver
+bench-env: $(BENCH_MLSERVER)/.ready
+$(BENCH_MLSERVER)/.ready: bench/mlserver/requirements.lock | $(UV)
+	[ -x $(BENCH_MLSERVER)/bin/python ] || $(UV) venv --quiet --python $(PYTHON) $(BENCH_MLSERVER)
+	VIRTUAL_ENV=$(BENCH_MLSERVER) $(UV) pip sync --quiet --require-hashes $<
+	touch $@
+
+bench-lock: $(UV)
+	$(UV) pip compile $(LOCK_FLAGS) bench/mlserver/requirements.in -o bench/mlserver/requirements.lock
+
+# wrk (Debian's package), the serving benchmark's load generator; installed like system-packages.
+bench-wrk:
+	@command -v wrk >/dev/null && exit 0; \
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing Debian's package: wrk"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wrk >/dev/null; \
+	else \
+		echo "missing: wrk; it cannot be installed here (needs root and apt-get)." >&2; \
+		echo "Install it yourself: 'sudo apt-get install wrk' on Debian/Ubuntu ('brew install wrk' on macOS)," >&2; \
+		echo "then run make bench again." >&2; \
+		exit 1; \
+	fi
 
 lint: $(VENVS)/dev/.ready
 	$(VENVS)/dev/bin/ruff format --check .

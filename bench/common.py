@@ -45,7 +45,17 @@ def case(name: str, units: int, unit: str, subject, comparator, repeat: int, war
     }
 
 
-def write(out: Path, name: str, title: str, results: list[dict], notes: list[str] = ()) -> None:
+def write(
+    out: Path,
+    name: str,
+    title: str,
+    results: list[dict],
+    notes: list[str] = (),
+    table: list[str] | None = None,
+    extra: dict | None = None,
+) -> None:
+    """JSON and Markdown; ``table`` replaces the subject/comparator table for results of another shape, and
+    ``extra`` adds top-level keys to the JSON."""
     meta = {
         "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "machine": platform.machine(),
@@ -53,22 +63,23 @@ def write(out: Path, name: str, title: str, results: list[dict], notes: list[str
         "python": platform.python_version(),
     }
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"{name}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2) + "\n")
-    lines = [
-        f"# {title}",
-        "",
-        f"{meta['when']} on {meta['machine']} ({meta['cpus']} CPUs), Python {meta['python']}; medians of alternating "
-        "runs, ratio = subject / comparator.",
-        "",
-        "| case | subject | median | comparator | median | ratio |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    for r in results:
-        lines.append(
-            f"| {r['case']} | {r['subject']} | {r['subject_median_s']:.3f} s ({r['subject_rate']:,.0f} {r['unit']}) "
-            f"| {r['comparator']} | {r['comparator_median_s']:.3f} s ({r['comparator_rate']:,.0f} {r['unit']}) "
-            f"| {r['ratio']:.2f} |"
-        )
+    (out / f"{name}.json").write_text(json.dumps({"meta": meta, **(extra or {}), "results": results}, indent=2) + "\n")
+    lines = [f"# {title}", "", f"{meta['when']} on {meta['machine']} ({meta['cpus']} CPUs), Python {meta['python']}."]
+    if table is not None:
+        lines += ["", *table]
+    else:
+        lines += [
+            "Medians of alternating runs, ratio = subject / comparator.",
+            "",
+            "| case | subject | median | comparator | median | ratio |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        for r in results:
+            lines.append(
+                f"| {r['case']} | {r['subject']} | {r['subject_median_s']:.3f} s ({r['subject_rate']:,.0f} "
+                f"{r['unit']}) | {r['comparator']} | {r['comparator_median_s']:.3f} s ({r['comparator_rate']:,.0f} "
+                f"{r['unit']}) | {r['ratio']:.2f} |"
+            )
     lines += ["", *notes]
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print((out / f"{name}.md").read_text())
