@@ -142,6 +142,9 @@ class Gateway:
             self._log(sdep, key[0], predictor, cloudevents.RESPONSE, puid, response.content)
         # In the cluster a shadow has an executor of its own, which counts its requests like any predictor's:
         # the rollout's shadow checks (errors, latency) read these series.
+        self._observe(key, predictor, path, method, response.status_code if response is not None else 503, started)
+
+    def _observe(self, key, predictor: dict, path: str, method: str, code: int, started: float) -> None:
         endpoint = self.pool.endpoints.get((*key, predictor["name"]))
         self.server_seconds.labels(
             deployment_name=key[1],
@@ -149,7 +152,7 @@ class Gateway:
             predictor_version=endpoint.version if endpoint else "",
             service=path.rsplit("/", 1)[-1],
             method=method,
-            code=str(response.status_code) if response is not None else "503",
+            code=str(code),
         ).observe(time.perf_counter() - started)
 
     async def handle(self, request: Request, path: str, method: str, kind: str) -> Response:
@@ -178,15 +181,7 @@ class Gateway:
                 self._log(sdep, key[0], chosen, cloudevents.RESPONSE, puid, response.content)
             answer = Response(response.content, response.status_code, media_type="application/json")
         answer.headers["Seldon-Puid"] = puid
-        endpoint = self.pool.endpoints.get((*key, chosen["name"]))
-        self.server_seconds.labels(
-            deployment_name=key[1],
-            predictor_name=chosen["name"],
-            predictor_version=endpoint.version if endpoint else "",
-            service=path.rsplit("/", 1)[-1],
-            method=method,
-            code=str(answer.status_code),
-        ).observe(time.perf_counter() - started)
+        self._observe(key, chosen, path, method, answer.status_code, started)
         return answer
 
     # -- the app

@@ -4,14 +4,12 @@ dev environment, which has the server; the control image has only the client), w
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -24,17 +22,8 @@ from ctloop.services.rollout_controller import status
 from ctloop.services.rollout_controller.controller import Controller
 from ctloop.services.rollout_controller.status import Phase
 
+from . import rollout_helpers as h
 
-def _helpers():
-    if "rollout_helpers" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("rollout_helpers", Path(__file__).with_name("rollout_helpers.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["rollout_helpers"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["rollout_helpers"]
-
-
-h = _helpers()
 MLFLOW = h.ROOT / ".venvs" / "dev" / "bin" / "mlflow"
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600),
               pytest.mark.skipif(not MLFLOW.exists(), reason="needs the dev environment's MLflow server")]  # fmt: skip

@@ -5,11 +5,8 @@ a real Prometheus they are in test_rollout_prometheus.py."""
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 import threading
 import time
-from pathlib import Path
 
 import httpx
 import pytest
@@ -19,18 +16,9 @@ from ctloop.components.deploy import executor
 from ctloop.services.rollout_controller.controller import Controller
 from ctloop.services.rollout_controller.status import Phase
 
+from . import rollout_helpers as h
+from . import test_gateway as gw
 
-def _load(name: str):
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name(f"{name}.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
-h = _load("rollout_helpers")
-gw = _load("test_gateway")
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(300)]
 
 

@@ -6,10 +6,8 @@ holds them to the RBAC rules documented in docs/rollout.md (ctloop.deployment_ta
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 import re
-import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -23,17 +21,8 @@ from ctloop.services.rollout_controller import status
 from ctloop.services.rollout_controller.controller import Controller
 from ctloop.services.rollout_controller.status import Phase
 
+from . import rollout_helpers as h
 
-def _helpers():
-    if "rollout_helpers" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("rollout_helpers", Path(__file__).with_name("rollout_helpers.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["rollout_helpers"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["rollout_helpers"]
-
-
-h = _helpers()
 OBJECTS = re.compile(r"^/apis/machinelearning\.seldon\.io/v1/namespaces/([^/]+)/seldondeployments(?:/([^/?]+))?")
 EVENTS = re.compile(r"^/api/v1/namespaces/([^/]+)/events")
 

@@ -4,8 +4,6 @@ registry. The checks' PromQL against a real Prometheus is in test_rollout_promet
 
 from __future__ import annotations
 
-import importlib.util
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,17 +16,8 @@ from ctloop.services.rollout_controller import status
 from ctloop.services.rollout_controller.controller import Controller
 from ctloop.services.rollout_controller.status import Phase
 
+from . import rollout_helpers as h
 
-def _helpers():
-    if "rollout_helpers" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("rollout_helpers", Path(__file__).with_name("rollout_helpers.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["rollout_helpers"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["rollout_helpers"]
-
-
-h = _helpers()
 NS, NAME = "ctloop", "credit-risk"
 
 

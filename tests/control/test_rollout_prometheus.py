@@ -5,12 +5,10 @@ sends is parsed and evaluated by Prometheus itself."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import shutil
 import socket
 import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -28,17 +26,8 @@ from ctloop.services.rollout_controller import checks
 from ctloop.services.rollout_controller.controller import Controller
 from ctloop.services.rollout_controller.status import Phase
 
+from . import rollout_helpers as h
 
-def _helpers():
-    if "rollout_helpers" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("rollout_helpers", Path(__file__).with_name("rollout_helpers.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["rollout_helpers"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["rollout_helpers"]
-
-
-h = _helpers()
 pytestmark = [pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs Debian's prometheus"),
               pytest.mark.timeout(180)]  # fmt: skip
 DEPLOYMENT = "credit-risk"

@@ -4,7 +4,6 @@ deployment target."""
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import subprocess
 import sys
@@ -22,17 +21,8 @@ from ctloop.components.deploy import executor
 from ctloop.services.rollout_controller import status
 from ctloop.services.rollout_controller.status import Phase
 
+from . import rollout_helpers as h
 
-def _helpers():
-    if "rollout_helpers" not in sys.modules:
-        spec = importlib.util.spec_from_file_location("rollout_helpers", Path(__file__).with_name("rollout_helpers.py"))
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["rollout_helpers"] = module
-        spec.loader.exec_module(module)
-    return sys.modules["rollout_helpers"]
-
-
-h = _helpers()
 pytestmark = pytest.mark.timeout(120)
 
 
