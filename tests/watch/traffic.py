@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import json
 import math
-import uuid
-from datetime import UTC, datetime
 
 import pandas as pd
 
 from ctloop import config, demo_data
+from ctloop.services.gateway import cloudevents
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 SETTINGS = config.load(ROOT / "ctloop.yaml")
@@ -41,19 +40,8 @@ def reference(n: int, seed: int) -> pd.DataFrame:
 
 
 def _headers(kind: str, puid: str, predictor: str) -> dict[str, str]:
-    return {
-        "Ce-Specversion": "1.0",
-        "Ce-Id": str(uuid.uuid4()),
-        "Ce-Type": kind,
-        "Ce-Source": f"http://gateway/ctloop/credit-risk/{predictor}/",
-        "Ce-Time": datetime.now(UTC).isoformat(),
-        "Ce-Requestid": puid,
-        "Ce-Inferenceservicename": "credit-risk",
-        "Ce-Namespace": "ctloop",
-        "Ce-Endpoint": predictor,
-        "Ce-Modelid": "model",
-        "Content-Type": "application/json",
-    }
+    """The headers the gateway's request logger sends (the gateway's own function)."""
+    return cloudevents.headers(kind, puid, "credit-risk", "ctloop", predictor, "model")
 
 
 def request_event(puid: str, features: dict, predictor: str = "main") -> tuple[dict, bytes]:
