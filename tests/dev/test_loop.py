@@ -35,7 +35,9 @@ def loop_config(tmp_path, free_port):
     raw["local"].update(
         state_dir=str(tmp_path / "state"),
         venvs_dir=str(ROOT / ".venvs"),
-        **{f"{name}_port": free_port() for name in ("mlflow", "prometheus", "gateway", "webhook", "watcher", "rollout")},
+        **{
+            f"{name}_port": free_port() for name in ("mlflow", "prometheus", "gateway", "webhook", "watcher", "rollout")
+        },
     )
     raw["endpoints"]["mlflow"]["tracking_uri"] = f"http://127.0.0.1:{raw['local']['mlflow_port']}"
     raw["endpoints"]["prometheus"]["url"] = f"http://127.0.0.1:{raw['local']['prometheus_port']}"
