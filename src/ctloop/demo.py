@@ -175,8 +175,12 @@ class Story:
         traffic.start()
         self.note(f"traffic: {self.rate:.0f} requests/s from span {STABLE}, each with its outcome as feedback")
         judged = self.watcher()["window"]["index"] + 2
-        self.wait(f"two windows judged against v{v1}'s reference",
-                  lambda: (s := self.watcher())["reference_version"] == v1 and s["window"]["index"] >= judged, 300)  # fmt: skip
+
+        def windows_judged() -> bool:
+            status = self.watcher()
+            return status["reference_version"] == v1 and status["window"]["index"] >= judged
+
+        self.wait(f"two windows judged against v{v1}'s reference", windows_judged, 300)
         self.note("stable windows judged", watcher=self.watcher()["history"])
 
         traffic.use(self.rows(DRIFTED), "drift")
