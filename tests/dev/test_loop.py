@@ -1,6 +1,7 @@
 """The whole loop end to end on the local stack (`ctloop demo`): every service a real process on loopback, the
 pipeline run by the local runner, the model servers by the gateway. It asserts each step of the story with the
-right versions and aliases, no failed client request through promotion and rollback, and nothing left running.
+right versions and aliases, no failed client request through promotion and rollback, every dashboard panel
+with data on the loop's Prometheus, and nothing left running.
 Takes 10-20 minutes on two cores: marked slow (`make test` runs it, `make test-fast` skips it)."""
 
 from __future__ import annotations
@@ -8,10 +9,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
+
+from .test_monitoring import dashboard_expressions
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(3600)]
 ROOT = Path(__file__).resolve().parents[2]
@@ -55,7 +60,7 @@ def loop_config(tmp_path, free_port):
 def test_the_loop_trains_serves_detects_retrains_promotes_and_rolls_back(loop_config, tmp_path):
     out = tmp_path / "state" / "demo"
     result = subprocess.run(
-        [sys.executable, "-m", "ctloop.cli", "demo", "-c", str(loop_config), "--out", str(out)],
+        [sys.executable, "-m", "ctloop.cli", "demo", "-c", str(loop_config), "--out", str(out), "--keep-running"],
         capture_output=True, text=True, timeout=3300,
     )  # fmt: skip
     summary = json.loads((out / "summary.json").read_text())
@@ -87,4 +92,26 @@ def test_the_loop_trains_serves_detects_retrains_promotes_and_rolls_back(loop_co
     assert summary["traffic"]["after"]["versions"].keys() == {"2"}  # v2 serves everything after v3's rollback
 
     assert (out / "report.html").exists() and "Pipeline runs" in (out / "report.html").read_text()
+
+    # Every dashboard panel's query returns series on the loop's own Prometheus. The one event the story never
+    # has, a refused webhook request, is made here: an unsigned retrain request must be a 401 and be counted.
+    urls = summary["urls"]
+    refused = httpx.post(f"{urls['webhook']}/v1/retrain", json={"reason": "x"}, timeout=10)
+    assert refused.status_code == 401
+    expressions = dashboard_expressions()
+    deadline, empty = time.monotonic() + 90, list(expressions)
+    while empty and time.monotonic() < deadline:
+        time.sleep(5)
+        empty = [
+            where
+            for where, expr in expressions.items()
+            if not httpx.get(f"{urls['prometheus']}/api/v1/query", params={"query": expr}, timeout=10).json()["data"][
+                "result"
+            ]
+        ]
+    assert empty == [], f"dashboard panels without data after the demo: {empty}"
+
+    subprocess.run(
+        [sys.executable, "-m", "ctloop.cli", "down", "-c", str(loop_config)], check=True, capture_output=True
+    )
     assert processes_mentioning(str(tmp_path)) == []

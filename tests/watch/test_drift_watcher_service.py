@@ -164,7 +164,10 @@ def test_drift_sends_one_signed_retrain_request(watcher):
     (request,) = watcher.webhook.received
     assert request["source"] == "drift-watcher" and "drift confirmed" in request["reason"]
     frozen = pd.concat(pd.read_parquet(p) for p in Path(request["data_uri"]).glob("*.parquet"))
-    assert request["data_uri"].endswith(request["idempotency_key"]) and len(frozen) > 1000
+    # Frozen at the trigger: the labelled rows of every window written so far (each window's last request gets
+    # its feedback after the window is written), never the rows that came after.
+    assert request["data_uri"].endswith(request["idempotency_key"])
+    assert len(frozen) > 600 and len(frozen) % 200 == 199
     metrics = httpx.get(f"{watcher.url}/metrics").text
     assert 'ctloop_watcher_triggers_total{outcome="accepted"} 1.0' in metrics
     assert status["window"]["index"] == 6
