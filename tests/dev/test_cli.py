@@ -32,7 +32,7 @@ def test_config_validate_accepts_the_example(tmp_path, example_config_text):
 
 def test_config_validate_rejects_a_broken_file_with_every_key_path(tmp_path, example_config_text):
     broken = example_config_text.replace("task: binary_classification", "task: ranking").replace(
-        "  interval_s: 60", "  interval_s: 60\n  speed: fast"
+        "  mode: shadow-then-canary", "  mode: shadow-then-canary\n  speed: fast"
     )
     (tmp_path / "broken.yaml").write_text(broken)
     result = ctloop("config", "validate", str(tmp_path / "broken.yaml"))

@@ -93,11 +93,14 @@ def test_the_loop_trains_serves_detects_retrains_promotes_and_rolls_back(loop_co
 
     assert (out / "report.html").exists() and "Pipeline runs" in (out / "report.html").read_text()
 
-    # Every dashboard panel's query returns series on the loop's own Prometheus. The one event the story never
-    # has, a refused webhook request, is made here: an unsigned retrain request must be a 401 and be counted.
+    # Every dashboard panel's query returns series on the loop's own Prometheus. The two events the story need
+    # not have, refused requests, are made here: an unsigned retrain request must be a 401, a CloudEvent without
+    # its type a 400, and both must be counted.
     urls = summary["urls"]
     refused = httpx.post(f"{urls['webhook']}/v1/retrain", json={"reason": "x"}, timeout=10)
     assert refused.status_code == 401
+    invalid = httpx.post(f"{urls['watcher']}/v1/events", content=b"{}", headers={"Ce-Id": "x"}, timeout=10)
+    assert invalid.status_code == 400
     expressions = dashboard_expressions()
     deadline, empty = time.monotonic() + 90, list(expressions)
     while empty and time.monotonic() < deadline:
