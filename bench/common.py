@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import socket
 import statistics
 import time
 from collections.abc import Callable
@@ -83,3 +84,10 @@ def write(
     lines += ["", *notes]
     (out / f"{name}.md").write_text("\n".join(lines) + "\n")
     print((out / f"{name}.md").read_text())
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on now, for a server the benchmark starts."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]

@@ -24,7 +24,7 @@ from pathlib import Path
 
 import httpx
 import yaml
-from common import write
+from common import free_port, write
 from prometheus_client import CollectorRegistry
 from serving import parse_wrk
 
@@ -64,14 +64,6 @@ def settings(tmp: Path, **drift) -> config.Settings:
     raw["endpoints"]["mlflow"]["tracking_uri"] = "http://127.0.0.1:9"
     raw["data"]["uri"] = str(tmp)
     return config.parse(raw, base=ROOT, environ={})
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120) -> None:

@@ -9,23 +9,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import socket
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import yaml
-from common import write
+from common import free_port, write
 
 ROOT = Path(__file__).resolve().parents[1]
 PORTS = ("mlflow", "prometheus", "gateway", "webhook", "watcher", "rollout")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def main() -> None:
