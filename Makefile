@@ -38,21 +38,26 @@ $(UV): images/bootstrap.lock
 
 # One environment per image, from the same lock the image installs (plus the test tools in local.lock).
 # The .ready stamp makes a second `make setup` with unchanged locks a no-op.
-$(VENVS)/%/.ready: images/%/local.lock pyproject.toml setup.py | $(UV)
+# The image lock goes beside the environment as in the images (/opt/venv/ctloop-image.lock): lineage
+# (ctloop.provenance) records its sha256 from sys.prefix.
+$(VENVS)/%/.ready: images/%/local.lock images/%/requirements.lock pyproject.toml setup.py | $(UV)
 	[ -x $(VENVS)/$*/bin/python ] || $(UV) venv --quiet --python $(PYTHON) $(VENVS)/$*
 	VIRTUAL_ENV=$(VENVS)/$* $(UV) pip sync --quiet --require-hashes $<
+	cp images/$*/requirements.lock $(VENVS)/$*/ctloop-image.lock
 	VIRTUAL_ENV=$(VENVS)/$* $(UV) pip install --quiet --no-deps --editable .
 	touch $@
 
 setup: $(ENVS:%=$(VENVS)/%/.ready) system-packages
 
-# Debian's packages: prometheus (the real server and promtool, for the local stack and the tests) and
-# postgresql (the registry's database in the cluster; a test runs MLflow on it).
-DEBIAN_PACKAGES := prometheus postgresql
+# Debian's packages: prometheus (the real server and promtool, for the local stack and the tests), postgresql
+# (the registry's database in the cluster; a test runs MLflow on it), wrk (the serving benchmark's load generator,
+# whose script a test runs) and kubernetes-client (kubectl, whose built-in kustomize a test renders the base with).
 system-packages:
 	@missing=""; \
 	command -v prometheus >/dev/null && command -v promtool >/dev/null || missing="$$missing prometheus"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v wrk >/dev/null || missing="$$missing wrk"; \
+	command -v kubectl >/dev/null || missing="$$missing kubernetes-client"; \
 	[ -z "$$missing" ] && exit 0; \
 	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		echo "installing Debian's packages:$$missing"; \
@@ -136,7 +141,8 @@ lint: $(VENVS)/dev/.ready
 images:
 	@command -v docker >/dev/null && docker info >/dev/null 2>&1 || { echo "make images needs a running Docker engine" >&2; exit 1; }
 	for image in $(IMAGES); do \
-		docker build -f images/$$image/Dockerfile --build-arg CTLOOP_GIT_SHA=$$(git rev-parse --short=12 HEAD) \
+		docker build -f images/Dockerfile --build-arg IMAGE=$$image --target $$image \
+			--build-arg CTLOOP_GIT_SHA=$$(git rev-parse --short=12 HEAD) \
 			-t $(REGISTRY)/ctloop-$$image:$(TAG) . ; \
 	done
 

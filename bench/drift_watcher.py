@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from ctloop import config  # noqa: E402
-from ctloop.services.drift_watcher import events  # noqa: E402
+from ctloop.contracts import cloudevents  # noqa: E402
 from ctloop.services.drift_watcher.reference import ReferenceStore  # noqa: E402
 from ctloop.services.drift_watcher.watcher import Watcher  # noqa: E402
 from tests.watch import traffic  # noqa: E402
@@ -171,7 +171,7 @@ def stream(watcher: Watcher, rows: list[dict], prefix: str, until=None) -> int |
     """Feed rows; returns the number of rows fed when ``until(watcher)`` first holds."""
     for i, row in enumerate(rows):
         for headers, body in traffic.events_for(row, f"{prefix}-{i}", "1", feedback=False):
-            watcher.apply(events.parse(headers, body))
+            watcher.apply(cloudevents.parse(headers, body))
         if until is not None and until(watcher):
             return i + 1
     return None

@@ -39,7 +39,7 @@ def main() -> None:
     config = tmp / "ctloop.yaml"
     config.write_text(yaml.safe_dump(raw))
     out = tmp / "demo"
-    result = subprocess.run([sys.executable, "-m", "ctloop.cli", "demo", "-c", str(config), "--out", str(out)])
+    result = subprocess.run([sys.executable, "-m", "ctloop.local.cli", "demo", "-c", str(config), "--out", str(out)])
     summary = json.loads((out / "summary.json").read_text())
     clock = summary["clock"]
     onset = clock.get("drift_onset")

@@ -19,9 +19,10 @@ import tempfile
 import time
 from pathlib import Path
 
-from ctloop import config, demo_data, stack
+from ctloop import config
+from ctloop.local import demo_data, stack
+from ctloop.local import runner as local_runner
 from ctloop.pipelines import continuous_training as ct
-from ctloop.pipelines import local_runner
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -11,7 +11,8 @@ from pathlib import Path
 
 from common import case, write
 
-from ctloop import artifacts, demo_data
+from ctloop import artifacts
+from ctloop.local import demo_data
 
 
 def main() -> None:

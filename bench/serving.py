@@ -292,8 +292,8 @@ def run_gateway(folder: Path, venvs: Path, port: int, workers: int, threads: int
     """The local gateway's own app and launcher; only the predictor's gunicorn setting is the tuned one."""
     import uvicorn
 
-    from ctloop.services.gateway.app import Gateway
-    from ctloop.services.gateway.predictors import Pool, seldon_launcher
+    from ctloop.local.gateway.app import Gateway
+    from ctloop.local.gateway.predictors import Pool, seldon_launcher
 
     base = seldon_launcher(venvs)
 

@@ -19,9 +19,10 @@ import numpy as np
 import xgboost as xgb
 from common import case, timed, write
 
-from ctloop import config, demo_data, model_format
+from ctloop import config, model_format
 from ctloop.components.train import executor
 from ctloop.components.validate_segments import metrics
+from ctloop.local import demo_data
 
 ROOT = Path(__file__).resolve().parents[1]
 

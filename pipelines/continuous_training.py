@@ -14,6 +14,10 @@ register and deploy write to the registry and the SeldonDeployment, so none of t
 inputs include validate_data's content fingerprint, so a changed span never hits an old entry. Steps that talk to
 MLflow retry.
 
+Wiring: a task's inputs come from the upstream tasks it is given, output to input of the same name (the components'
+declarations in their ``spec`` modules); pipeline parameters and values whose names differ are given explicitly.
+A required input with no source, or an input with two, fails compilation.
+
 No `from __future__ import annotations` here: kfp reads the pipeline's annotations as objects.
 """
 
@@ -22,12 +26,13 @@ from pathlib import Path
 
 from kfp import compiler, dsl
 
-from ctloop.components.deploy import component as deploy_component
-from ctloop.components.register import component as register_component
-from ctloop.components.select_trial import component as select_component
-from ctloop.components.train import component as train_component
-from ctloop.components.validate_data import component as validate_component
-from ctloop.components.validate_segments import component as segments_component
+from ctloop.components import kfp_component
+from ctloop.components.deploy import spec as deploy
+from ctloop.components.register import spec as register
+from ctloop.components.select_trial import spec as select_trial
+from ctloop.components.train import spec as train
+from ctloop.components.validate_data import spec as validate_data
+from ctloop.components.validate_segments import spec as validate_segments
 
 NAME = "continuous-training"
 COMPILED = Path(__file__).resolve().parent / "compiled" / "continuous_training.yaml"
@@ -48,25 +53,23 @@ def _size(task, name: str):
     return task.set_cpu_request(cpu).set_cpu_limit(cpu_limit).set_memory_request(memory).set_memory_limit(memory_limit)
 
 
+def _op(spec, settings) -> kfp_component.Op:
+    return kfp_component.make(spec.COMPONENT, settings.pipeline.image(spec.COMPONENT.image))
+
+
 def build(settings, config_text: str):
-    validate_op = validate_component.make(settings.pipeline.image("validate"))
-    train_op = train_component.make(settings.pipeline.image("train"))
-    segments_op = segments_component.make(settings.pipeline.image("train"))
-    register_op = register_component.make(settings.pipeline.image("train"))
-    select_op = select_component.make(settings.pipeline.image("train"))
-    deploy_op = deploy_component.make(settings.pipeline.image("control"))
+    validate_op = _op(validate_data, settings)
+    train_op = _op(train, settings)
+    segments_op = _op(validate_segments, settings)
+    register_op = _op(register, settings)
+    select_op = _op(select_trial, settings)
+    deploy_op = _op(deploy, settings)
     cuda = settings.model.device == "cuda"
     # Trials travel as JSON text: as protobuf Structs their key order would change from one compile to the next.
     search = [json.dumps(dict(trial), sort_keys=True) for trial in settings.model.search]
 
     def train_task(validated, data_uri, config, params_json, name):
-        task = train_op(
-            data_uri=data_uri,
-            config=config,
-            schema_json=validated.outputs["schema_json"],
-            params_json=params_json,
-            fingerprint=validated.outputs["fingerprint"],
-        )
+        task = train_op(validated, data_uri=data_uri, config=config, params_json=params_json)
         _size(task, "train").set_retry(num_retries=2, backoff_duration="30s").set_display_name(name)
         if cuda:
             task.set_accelerator_type("nvidia.com/gpu").set_accelerator_limit(1)
@@ -91,37 +94,31 @@ def build(settings, config_text: str):
         if search:
             with dsl.ParallelFor(trials, parallelism=2, name="search") as trial:
                 tried = train_task(validated, data_uri, config, trial, "train trial")
-            selected = select_op(metrics=dsl.Collected(tried.outputs["validation_metric"]), trials=trials)
+            selected = select_op(metrics=dsl.Collected(tried.outputs[train.VALIDATION_METRIC]), trials=trials)
             _size(selected, "select").set_display_name("select trial")
-            trained = train_task(validated, data_uri, config, selected.outputs["best_params"], "train")
+            trained = train_task(validated, data_uri, config, selected.outputs[select_trial.BEST_PARAMS], "train")
         else:
             trained = train_task(validated, data_uri, config, "{}", "train")
 
-        judged = segments_op(config=config, model=trained.outputs["model"], test_split=trained.outputs["test_split"])
+        judged = segments_op(trained, config=config)
         _size(judged, "segments").set_caching_options(False).set_retry(num_retries=2, backoff_duration="30s")
         judged.set_display_name("validate segments")
 
-        with dsl.If(judged.outputs["blessed"] == True, name="blessed"):  # noqa: E712 - a KFP condition, not Python
+        blessed = judged.outputs[validate_segments.BLESSED]
+        with dsl.If(blessed == True, name="blessed"):  # noqa: E712 - a KFP condition, not Python
             registered = register_op(
+                validated,
+                trained,
+                judged,
                 config=config,
-                model=trained.outputs["model"],
-                blessing=judged.outputs["blessing"],
-                reference_sample=trained.outputs["reference_sample"],
-                schema=validated.outputs["schema"],
-                segment_report=judged.outputs["report"],
                 data_uri=data_uri,
-                fingerprint=validated.outputs["fingerprint"],
-                mlflow_run_id=trained.outputs["mlflow_run_id"],
+                segment_report=judged.outputs[validate_segments.REPORT_HTML],  # validate_data has a report too
                 pipeline_run_id=dsl.PIPELINE_JOB_ID_PLACEHOLDER,
             )
             _size(registered, "register").set_caching_options(False).set_retry(num_retries=2, backoff_duration="30s")
             registered.set_display_name("register")
             # The candidate joins the SeldonDeployment; the rollout controller decides from there.
-            deployed = deploy_op(
-                config=config,
-                model_version=registered.outputs["model_version"],
-                model_uri=registered.outputs["model_uri"],
-            )
+            deployed = deploy_op(registered, config=config)
             _size(deployed, "deploy").set_caching_options(False).set_retry(num_retries=2, backoff_duration="30s")
             deployed.set_display_name("deploy")
 

@@ -9,23 +9,18 @@ deployment target failed; 2 bad input.
 
 from __future__ import annotations
 
-import argparse
 import sys
 
 from ctloop import artifacts, deployment_target
-from ctloop.components.deploy import executor
-from ctloop.entrypoint import add_config_arguments, load_settings
+from ctloop.components.deploy import executor, spec
+from ctloop.contracts import registry
+from ctloop.entrypoint import load_settings
 from ctloop.errors import CtloopError
-from ctloop.services.rollout_controller import registry
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="deploy", description=__doc__.split("\n\n")[0])
-    add_config_arguments(p)
-    p.add_argument("--model-version", required=True, help="The registered version (register's output).")
-    p.add_argument("--model-uri", required=True, help="Its physical artifact location (register's output).")
+    p = spec.COMPONENT.parser()
     p.add_argument("--state", help="Local mode: the local stack's state folder (default: local.state_dir).")
-    p.add_argument("--action-out")
     return p.parse_args(argv)
 
 
@@ -36,8 +31,8 @@ def main(argv=None) -> int:
         target = deployment_target.connect(settings, args.state)
         done = executor.deploy(settings, target, registry.connect(settings), args.model_version.strip(),
                                args.model_uri.strip())  # fmt: skip
-        if args.action_out:
-            artifacts.write_bytes(args.action_out, done.action.encode())
+        for path in spec.COMPONENT.output_paths(args).values():
+            artifacts.write_bytes(path, done.action.encode())
     except CtloopError as e:
         print(f"deploy: {e}", file=sys.stderr)
         return e.exit_code

@@ -5,10 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ctloop import deployment_target
+from ctloop.contracts import rollout as rollout_status
+from ctloop.contracts import seldon as shape
+from ctloop.contracts.registry import BLESSED, FAILED_CHECKS_TAG, STATUS_TAG, VALIDATION_TAG, RolloutTag
+from ctloop.contracts.rollout import Outcome, Phase, RolloutStatus
 from ctloop.errors import BadInputError, CtloopError
-from ctloop.services.rollout_controller import sdep as shape
-from ctloop.services.rollout_controller import status as rollout_status
-from ctloop.services.rollout_controller.status import Phase, RolloutStatus
 
 
 class NotBlessedError(CtloopError):
@@ -27,11 +28,11 @@ def _check_version(registry, version: str) -> None:
     tags = registry.tags(version)
     if not tags:
         raise BadInputError(f"model version {version!r} is not in the registry ({registry.name})")
-    if tags.get("ctloop.validation_status") != "blessed":
-        raise NotBlessedError(f"version {version} is not blessed (tag ctloop.validation_status), so it is not deployed")
-    if tags.get("ctloop.rollout") == "rejected":
+    if tags.get(VALIDATION_TAG) != BLESSED:
+        raise NotBlessedError(f"version {version} is not blessed (tag {VALIDATION_TAG}), so it is not deployed")
+    if tags.get(STATUS_TAG) == RolloutTag.rejected:
         raise NotBlessedError(f"version {version} was rejected by an earlier rollout "
-                              f"({tags.get('ctloop.rollout_failed_checks', 'no detail')})")  # fmt: skip
+                              f"({tags.get(FAILED_CHECKS_TAG, 'no detail')})")  # fmt: skip
 
 
 def deploy(settings, target, registry, version: str, model_uri: str) -> Deployed:
@@ -49,7 +50,8 @@ def deploy(settings, target, registry, version: str, model_uri: str) -> Deployed
     if sdep is None or main is None or champion is None or not shape.model_version(main):
         # First deployment: nothing to compare the candidate with, so it serves as main directly.
         first = shape.new_predictor(settings, shape.MAIN, version, model_uri, like=main)
-        done = RolloutStatus(phase=Phase.succeeded, candidate=version, champion=version, outcome="first_deployment",
+        done = RolloutStatus(phase=Phase.succeeded, candidate=version, champion=version,
+                             outcome=Outcome.first_deployment,
                              reason="first deployment: no champion to compare with")  # fmt: skip
 
         def first_deployment(obj: dict) -> dict:

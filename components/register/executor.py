@@ -9,8 +9,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ctloop import artifacts, provenance
-from ctloop.components.register import spec
-from ctloop.errors import BadInputError, CtloopError, NotFoundError
+from ctloop.contracts import verdicts
+from ctloop.contracts.registry import BLESSED, CANDIDATE, LINEAGE, VALIDATION_TAG, is_not_found
+from ctloop.contracts.span import Fingerprint
+from ctloop.errors import BadInputError, CtloopError, NotFoundError, NotReadyError
 
 
 class NotBlessedError(CtloopError):
@@ -23,7 +25,7 @@ class Request:
     blessing: str  # URI of the blessing JSON
     mlflow_run_id: str
     data_uri: str
-    fingerprint: dict
+    fingerprint: Fingerprint
     pipeline_run_id: str = ""
     reference_sample: str | None = None
     schema: str | None = None
@@ -39,34 +41,28 @@ class Registered:
 
 
 def read_blessing(uri: str) -> dict:
-    try:
-        blessing = json.loads(artifacts.read_bytes(uri))
-    except json.JSONDecodeError as e:
-        raise BadInputError(f"{uri}: the blessing is not JSON: {e}") from None
-    if not isinstance(blessing, dict) or "blessed" not in blessing:
-        raise BadInputError(f"{uri}: not a blessing (no 'blessed' key)")
-    return blessing
+    return verdicts.read_blessing(artifacts.read_bytes(uri), uri)
 
 
 def lineage_tags(request: Request, blessing: dict) -> dict[str, str]:
     metadata = json.loads(artifacts.read_bytes(artifacts.join(request.model_dir, "metadata.json")))
     schema_sha = hashlib.sha256(artifacts.read_bytes(request.schema)).hexdigest() if request.schema else "none"
     failed = blessing.get("failed", [])
-    return {
-        "ctloop.dataset_uri": request.data_uri,
-        "ctloop.dataset_sha256": str(request.fingerprint.get("sha256", "")),
-        "ctloop.dataset_rows": str(request.fingerprint.get("rows", "")),
-        "ctloop.schema_sha256": schema_sha,
-        "ctloop.pipeline_run_id": request.pipeline_run_id or "none",
-        "ctloop.mlflow_run_id": request.mlflow_run_id,
-        "ctloop.code_version": provenance.code_version(),
-        "ctloop.train_image_lock_sha256": str(metadata.get("image_lock_sha256")),
-        "ctloop.register_image_lock_sha256": str(provenance.image_lock_sha256(spec.IMAGE)),
-        "ctloop.blessed": str(bool(blessing["blessed"])).lower(),
-        "ctloop.blessing": f"{len(blessing.get('checks', []))} checks, {len(failed)} failed, "
+    values = (
+        request.data_uri,
+        request.fingerprint.sha256,
+        str(request.fingerprint.rows),
+        schema_sha,
+        request.pipeline_run_id or "none",
+        request.mlflow_run_id,
+        provenance.code_version(),
+        str(metadata.get("image_lock_sha256")),
+        str(provenance.image_lock_sha256()),
+        str(bool(blessing["blessed"])).lower(),
+        f"{len(blessing.get('checks', []))} checks, {len(failed)} failed, "
         f"champion {'compared' if blessing.get('champion') else 'absent'}",
-        "ctloop.validation_status": "blessed",
-    }
+    )
+    return {**dict(zip(LINEAGE, values, strict=True)), VALIDATION_TAG: BLESSED}
 
 
 def _local_copy(uri: str, folder: Path) -> Path:
@@ -97,8 +93,10 @@ def register(client, registered_model: str, request: Request) -> Registered:
 
     try:
         run = client.get_run(request.mlflow_run_id)
-    except MlflowException:
-        raise NotFoundError(f"MLflow run {request.mlflow_run_id} does not exist") from None
+    except MlflowException as e:
+        if is_not_found(e):
+            raise NotFoundError(f"MLflow run {request.mlflow_run_id} does not exist") from None
+        raise NotReadyError(f"MLflow: {e.message[:300]}") from None
     source = f"{run.info.artifact_uri.rstrip('/')}/model"
     if source.startswith("mlflow-artifacts:"):
         raise CtloopError(
@@ -134,6 +132,6 @@ def register(client, registered_model: str, request: Request) -> Registered:
             description=f"Trained on {request.data_uri}; blessed by segment validation.",
         )
         created = True
-    client.set_registered_model_alias(registered_model, spec.CANDIDATE, version.version)
+    client.set_registered_model_alias(registered_model, CANDIDATE, version.version)
     return Registered(registered_model, str(version.version), client.get_model_version_download_uri(
         registered_model, version.version), created)  # fmt: skip

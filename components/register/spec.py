@@ -1,13 +1,33 @@
-"""What register takes and gives."""
+"""What register takes and gives: the declaration the entry program's parser and the KFP component are made of."""
 
 from __future__ import annotations
 
-IMAGE = "train"
-ENTRY = ["python", "-m", "ctloop.components.register"]
-CANDIDATE = "candidate"
+from ctloop.components.declaration import CONFIG, Artifact, Component, OutputParameter, Parameter
 
-# Inputs: model, blessing, reference_sample, schema, segment_report (artifacts); data_uri, fingerprint,
-# mlflow_run_id, pipeline_run_id, config (parameters).
-# Outputs (parameters)
+# Outputs
 MODEL_VERSION = "model_version"
-MODEL_URI = "model_uri"  # the physical artifact location, which Seldon's storage initializer can read
+MODEL_URI = "model_uri"
+
+COMPONENT = Component(
+    name="register",
+    image="train",
+    description="Register a blessed model in MLflow with lineage tags and the alias `candidate`.",
+    inputs=[
+        CONFIG,
+        Artifact("model", "Model", "The model folder from train."),
+        Artifact("blessing", "Artifact", "The blessing JSON from validate_segments."),
+        # Logged into the training run when given; the pipeline always gives them.
+        Artifact("reference_sample", "Dataset", "train's reference sample.", optional=True),
+        Artifact("schema", "Artifact", "validate_data's schema.", optional=True),
+        Artifact("segment_report", "HTML", "validate_segments' report.", optional=True),
+        Parameter("data_uri", str, "The dataset URI the model was trained on.", flag="--data"),
+        Parameter("fingerprint", str, "validate_data's fingerprint (JSON)."),
+        Parameter("mlflow_run_id", str, "The training run."),
+        Parameter("pipeline_run_id", str, "For lineage (empty: $CTLOOP_PIPELINE_RUN_ID).", default=""),
+    ],
+    outputs=[
+        OutputParameter(MODEL_VERSION, str, "model_version.txt", "the registered version"),
+        # The physical artifact location, which Seldon's storage initializer can read (not models:/...).
+        OutputParameter(MODEL_URI, str, "model_uri.txt", "the version's artifact location"),
+    ],
+)

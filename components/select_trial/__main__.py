@@ -10,22 +10,17 @@ Exit status: 0 chosen; 2 bad input (lists of different lengths, no finite metric
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import sys
 
 from ctloop import artifacts
+from ctloop.components.select_trial import spec
 from ctloop.errors import BadInputError
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="select_trial", description=__doc__.split("\n\n")[0])
-    p.add_argument("--metrics", required=True, help="JSON list of validation metrics, one per trial.")
-    p.add_argument("--trials", required=True, help="JSON list of the trials' parameters (objects or JSON texts).")
-    p.add_argument("--best-params-out")
-    p.add_argument("--best-metric-out")
-    return p.parse_args(argv)
+    return spec.COMPONENT.parser().parse_args(argv)
 
 
 def select(metrics: list, trials: list) -> tuple[int, dict, float]:
@@ -48,10 +43,9 @@ def main(argv=None) -> int:
         # A pipeline passes each trial as JSON text (a protobuf Struct would not keep key order stable).
         trials = [json.loads(t) if isinstance(t, str) else t for t in trials]
         index, params, metric = select(metrics, trials)
-        if args.best_params_out:
-            artifacts.write_bytes(args.best_params_out, json.dumps(params).encode())
-        if args.best_metric_out:
-            artifacts.write_bytes(args.best_metric_out, repr(metric).encode())
+        values = {spec.BEST_PARAMS: json.dumps(params), spec.BEST_METRIC: repr(metric)}
+        for name, path in spec.COMPONENT.output_paths(args).items():
+            artifacts.write_bytes(path, values[name].encode())
     except BadInputError as e:
         print(f"select_trial: {e}", file=sys.stderr)
         return e.exit_code

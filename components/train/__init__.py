@@ -1,6 +1,6 @@
 """train: XGBoost on the validated span, in the train image.
 
-``spec`` names the inputs and outputs, ``splits`` and ``executor`` do the work without kfp or MLflow,
-``tracking`` records the MLflow run, ``__main__`` is the container's entry program and ``component`` the KFP
-container component.
+``spec`` declares the inputs and outputs, ``splits`` and ``executor`` do the work without kfp or MLflow,
+``tracking`` records the MLflow run, ``__main__`` is the container's entry program; the KFP container component
+is made from the declaration (``ctloop.components.kfp_component``).
 """

@@ -9,7 +9,6 @@ Exit status: 0 trained; 1 a dependency failed (MLflow unreachable); 2 bad input 
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import os
@@ -17,32 +16,15 @@ import sys
 
 from ctloop import artifacts, kfp_outputs, model_format
 from ctloop.components.train import spec
-from ctloop.entrypoint import add_config_arguments, load_settings
+from ctloop.contracts.span import Fingerprint
+from ctloop.entrypoint import load_settings
 from ctloop.errors import BadInputError, CtloopError
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="The validated span: CSV/Parquet file or folder.")
-    add_config_arguments(p)
-    p.add_argument("--schema-json", help="validate_data's schema.json: categorical domains.")
-    p.add_argument("--params-json", default="{}", help="This trial's hyper-parameters, merged over model.params.")
-    p.add_argument("--fingerprint", default="", help="validate_data's fingerprint: a cache key; checked if given.")
-    p.add_argument("--pipeline-run-id", default=os.environ.get("CTLOOP_PIPELINE_RUN_ID"), help="For lineage.")
+    p = spec.COMPONENT.parser()
     p.add_argument("--no-mlflow", action="store_true", help="Do not record an MLflow run.")
-    p.add_argument("--out", help="Folder for every output not given its own path.")
-    p.add_argument("--model-out", help="Folder for the model.")
-    for name in spec.FILES:
-        p.add_argument(f"--{name.replace('_', '-')}-out", dest=f"{name}_out")
-    p.add_argument("--executor-output", help="KFP's {{$.outputs.output_file}}: Metrics for the UI.")
-    p.add_argument("--metrics-uri", help="KFP URI of the metrics artifact.")
-    p.add_argument("--classification-metrics-uri", help="KFP URI of the classification metrics artifact.")
     return p.parse_args(argv)
-
-
-def _path(args, name: str, filename: str) -> str | None:
-    given = getattr(args, f"{name}_out")
-    return given or (artifacts.join(args.out, filename) if args.out else None)
 
 
 def _parquet(frame) -> bytes:
@@ -63,12 +45,14 @@ def main(argv=None) -> int:
             raise BadInputError("--params-json must be a JSON object of XGBoost parameters")
         from ctloop.components.train import executor, tracking
 
-        request = executor.Request(args.data, settings, args.schema_json, params)
+        request = executor.Request(args.data_uri, settings, args.schema_json, params)
         result = executor.train(request)
-        if args.fingerprint and json.loads(args.fingerprint).get("sha256") != result.fingerprint["sha256"]:
+        validated = Fingerprint.from_json(args.fingerprint, "--fingerprint") if args.fingerprint else None
+        if validated and validated.sha256 != result.fingerprint.sha256:
             # The span changed between validation and training: what was validated is not what was trained on.
-            raise BadInputError(f"{args.data}: its content changed after validation (fingerprints differ)")
-        run_id = "" if args.no_mlflow else tracking.log_run(settings, request, result, args.pipeline_run_id)
+            raise BadInputError(f"{args.data_uri}: its content changed after validation (fingerprints differ)")
+        pipeline_run_id = args.pipeline_run_id or os.environ.get("CTLOOP_PIPELINE_RUN_ID")
+        run_id = "" if args.no_mlflow else tracking.log_run(settings, request, result, pipeline_run_id)
         metrics_doc = {k: float(v) for k, v in result.metrics.items()}
         outputs = {
             spec.METRICS: json.dumps(metrics_doc, indent=2).encode(),
@@ -81,19 +65,18 @@ def main(argv=None) -> int:
             spec.VALIDATION_METRIC: repr(result.validation_metric).encode(),
             spec.MLFLOW_RUN_ID: run_id.encode(),
         }
-        model_dir = args.model_out or (artifacts.join(args.out, "model") if args.out else None)
-        if model_dir:
-            model_format.write(model_dir, result.model.booster, result.model.spec, result.model.policy,
+        paths = spec.COMPONENT.output_paths(args)
+        if spec.MODEL in paths:
+            model_format.write(paths[spec.MODEL], result.model.booster, result.model.spec, result.model.policy,
                                result.model.metadata)  # fmt: skip
         for name, data in outputs.items():
-            path = _path(args, name, spec.FILES[name])
-            if path:
-                artifacts.write_bytes(path, data)
+            if name in paths:
+                artifacts.write_bytes(paths[name], data)
         if args.executor_output:
-            reported = {spec.METRICS: (args.metrics_uri or "", kfp_outputs.metrics_metadata(metrics_doc))}
+            reported = {spec.METRICS: (args.metrics_uri, kfp_outputs.metrics_metadata(metrics_doc))}
             if result.roc:
                 reported[spec.CLASSIFICATION_METRICS] = (
-                    args.classification_metrics_uri or "",
+                    args.classification_metrics_uri,
                     kfp_outputs.classification_metadata(
                         result.roc["fpr"], result.roc["tpr"], result.roc["thresholds"],
                         result.confusion["categories"], result.confusion["matrix"],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -15,6 +16,7 @@ from sklearn import metrics as skm
 
 from ctloop import artifacts, datasets, model_format, provenance
 from ctloop.components.train import splits
+from ctloop.contracts.span import Fingerprint
 from ctloop.errors import BadInputError
 
 # The early-stopping metric per task (XGBoost stops on the last one listed), and whether higher is better.
@@ -42,7 +44,7 @@ class Result:
     parts: dict[str, np.ndarray]
     test_scores: np.ndarray
     reference: pd.DataFrame
-    fingerprint: dict
+    fingerprint: Fingerprint
     params: dict
     roc: dict | None = None
     confusion: dict | None = None
@@ -216,10 +218,10 @@ def train(request: Request) -> Result:
         "best_iteration": best,
         "validation_metric": {"name": EVAL_METRICS[task][0][-1], "value": float(booster.best_score)},
         "rows": {k: int(len(v)) for k, v in parts.items()},
-        "dataset": {"uri": request.data_uri, **ds.fingerprint},
+        "dataset": {"uri": request.data_uri, **dataclasses.asdict(ds.fingerprint)},
         "test_metrics": {k: float(v) for k, v in metrics.items()},
         "code_version": provenance.code_version(),
-        "image_lock_sha256": provenance.image_lock_sha256("train"),
+        "image_lock_sha256": provenance.image_lock_sha256(),
     }
     model = model_format.Model(booster, spec, model_format.policy_document(settings), metadata)
     roc = confusion = None

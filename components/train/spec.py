@@ -1,32 +1,44 @@
-"""What train takes and gives."""
+"""What train takes and gives: the declaration the entry program's parser and the KFP component are made of."""
 
 from __future__ import annotations
 
-IMAGE = "train"
-ENTRY = ["python", "-m", "ctloop.components.train"]
-
-# Inputs
-DATA_URI = "data_uri"
-CONFIG = "config"
-SCHEMA_JSON = "schema_json"  # artifact from validate_data: the categorical domains
-PARAMS_JSON = "params_json"  # parameter: one trial's hyper-parameters, merged over the config's
+from ctloop.components.declaration import CONFIG, Artifact, Component, OutputArtifact, OutputParameter, Parameter
 
 # Outputs
-MODEL = "model"  # folder: see ctloop.model_format
-METRICS = "metrics"  # system.Metrics
-CLASSIFICATION_METRICS = "classification_metrics"  # system.ClassificationMetrics (binary only)
-REFERENCE_SAMPLE = "reference_sample"  # Parquet: stratified training rows with the model's scores, for drift
-SCORE_DISTRIBUTION = "score_distribution"  # JSON: histogram and quantiles of the scores on the test split
-TEST_SPLIT = "test_split"  # Parquet: the held-out rows, every column, for validate_segments
-VALIDATION_METRIC = "validation_metric"  # parameter: the early-stopping metric, higher is better
-MLFLOW_RUN_ID = "mlflow_run_id"  # parameter
+MODEL = "model"
+METRICS = "metrics"
+CLASSIFICATION_METRICS = "classification_metrics"
+REFERENCE_SAMPLE = "reference_sample"
+SCORE_DISTRIBUTION = "score_distribution"
+TEST_SPLIT = "test_split"
+VALIDATION_METRIC = "validation_metric"
+MLFLOW_RUN_ID = "mlflow_run_id"
 
-FILES = {
-    METRICS: "metrics.json",
-    CLASSIFICATION_METRICS: "classification_metrics.json",
-    REFERENCE_SAMPLE: "reference.parquet",
-    SCORE_DISTRIBUTION: "score_distribution.json",
-    TEST_SPLIT: "test.parquet",
-    VALIDATION_METRIC: "validation_metric.txt",
-    MLFLOW_RUN_ID: "mlflow_run_id.txt",
-}
+COMPONENT = Component(
+    name="train",
+    image="train",
+    description="Train XGBoost with early stopping; report metrics; record an MLflow run.",
+    inputs=[
+        Parameter("data_uri", str, "The validated span: CSV/Parquet file or folder.", flag="--data"),
+        CONFIG,
+        Artifact("schema_json", "Artifact", "validate_data's schema.json: categorical domains.", optional=True),
+        Parameter("params_json", str, "This trial's hyper-parameters, merged over model.params.", default="{}"),
+        Parameter("fingerprint", str, "validate_data's fingerprint: a cache key; checked if given.", default=""),
+        Parameter("pipeline_run_id", str, "For lineage (empty: $CTLOOP_PIPELINE_RUN_ID).", default=""),
+    ],
+    outputs=[
+        OutputArtifact(MODEL, "Model", "model", "the model folder (ctloop.model_format)"),
+        OutputArtifact(METRICS, "Metrics", "metrics.json", "test metrics", uri=True),
+        OutputArtifact(CLASSIFICATION_METRICS, "ClassificationMetrics", "classification_metrics.json",
+                       "ROC curve and confusion matrix (binary only)", uri=True),
+        OutputArtifact(REFERENCE_SAMPLE, "Dataset", "reference.parquet",
+                       "stratified training rows with the model's scores, for drift"),
+        OutputArtifact(SCORE_DISTRIBUTION, "Artifact", "score_distribution.json",
+                       "histogram and quantiles of the scores on the test split"),
+        OutputArtifact(TEST_SPLIT, "Dataset", "test.parquet", "the held-out rows, every column, for validate_segments"),
+        OutputParameter(VALIDATION_METRIC, float, "validation_metric.txt",
+                        "the early-stopping metric, higher is better"),
+        OutputParameter(MLFLOW_RUN_ID, str, "mlflow_run_id.txt", "the MLflow run (empty with --no-mlflow)"),
+    ],
+    executor_output=True,
+)  # fmt: skip

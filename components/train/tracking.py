@@ -11,7 +11,7 @@ def log_run(settings, request, result, pipeline_run_id: str | None = None) -> st
     mlflow_client.connect(settings)
     mlflow.set_experiment(settings.name)
     fp = result.fingerprint
-    with mlflow.start_run(run_name=f"train-{fp['sha256'][:8]}") as run:
+    with mlflow.start_run(run_name=f"train-{fp.sha256[:8]}") as run:
         # eval_metric is a list; MLflow parameters are strings.
         mlflow.log_params({k: ",".join(v) if isinstance(v, list) else v for k, v in result.params.items()})
         mlflow.log_metrics({f"test_{k}": float(v) for k, v in result.metrics.items()})
@@ -23,15 +23,15 @@ def log_run(settings, request, result, pipeline_run_id: str | None = None) -> st
             source=request.data_uri,
             targets=settings.data.label,
             name=settings.name,
-            digest=fp["sha256"][:32],
+            digest=fp.sha256[:32],
         )
         mlflow.log_input(dataset, context="training")
         tags = {
             "ctloop.code_version": provenance.code_version(),
-            "ctloop.image_lock_sha256": provenance.image_lock_sha256("train") or "unknown",
+            "ctloop.image_lock_sha256": provenance.image_lock_sha256() or "unknown",
             "ctloop.dataset_uri": request.data_uri,
-            "ctloop.dataset_sha256": fp["sha256"],
-            "ctloop.dataset_rows": str(fp["rows"]),
+            "ctloop.dataset_sha256": fp.sha256,
+            "ctloop.dataset_rows": str(fp.rows),
         }
         if pipeline_run_id:
             tags["ctloop.pipeline_run_id"] = pipeline_run_id

@@ -16,41 +16,18 @@ import os
 import sys
 import warnings
 
-from ctloop import artifacts
 from ctloop.components.validate_data import spec
-from ctloop.entrypoint import add_config_arguments, load_settings
+from ctloop.entrypoint import load_settings
 from ctloop.errors import CtloopError
 
 
-def _arg(name: str) -> str:
-    return "--" + name.replace("_", "-")
-
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="validate_data", description=__doc__.split("\n\n")[0])
-    p.add_argument("--data", required=True, help="Dataset URI: a CSV/Parquet file or a span folder.")
-    add_config_arguments(p)
-    p.add_argument("--schema", help="A pinned schema (text proto) to validate against.")
-    p.add_argument("--previous-statistics", help="Statistics of the previous span (binary proto), for drift.")
-    p.add_argument("--serving-statistics", help="Statistics of logged serving data (binary proto), for skew.")
+    p = spec.COMPONENT.parser()
+    # For people (`ctloop validate`); the pipeline passes the previous span's statistics instead.
     p.add_argument("--reference", help="The previous span's data: schema inferred from it, drift measured against it.")
     p.add_argument("--beam", action="store_true", help="Compute statistics with an Apache Beam pipeline.")
     p.add_argument("--beam-arg", action="append", default=[], help="A Beam pipeline option, e.g. --runner=...")
-    p.add_argument("--out", help="Folder for every output not given its own URI.")
-    for name in spec.OUTPUT_FILES:
-        p.add_argument(_arg(name) + "-out", dest=f"{name}_out", help=f"Where to write {name}.")
     return p.parse_args(argv)
-
-
-def output_paths(args: argparse.Namespace) -> dict[str, str]:
-    paths = {}
-    for name, filename in spec.OUTPUT_FILES.items():
-        given = getattr(args, f"{name}_out")
-        if given:
-            paths[name] = given
-        elif args.out:
-            paths[name] = artifacts.join(args.out, filename)
-    return paths
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -64,17 +41,17 @@ def main(argv: list[str] | None = None) -> int:
         from ctloop.components.validate_data import executor
 
         request = executor.Request(
-            data_uri=args.data,
+            data_uri=args.data_uri,
             settings=settings,
             # An empty value is what a pipeline passes for "none".
-            pinned_schema=args.schema or None,
-            previous_statistics=args.previous_statistics or None,
-            serving_statistics=args.serving_statistics or None,
+            pinned_schema=args.pinned_schema_uri or None,
+            previous_statistics=args.previous_statistics_uri or None,
+            serving_statistics=args.serving_statistics_uri or None,
             reference_uri=args.reference or None,
             beam_args=args.beam_arg if args.beam else None,
         )
         result = executor.run(request)
-        executor.write_outputs(result, output_paths(args))
+        executor.write_outputs(result, spec.COMPONENT.output_paths(args))
     except CtloopError as e:
         print(f"validate_data: {e}", file=sys.stderr)
         return spec.EXIT_BAD_INPUT if e.exit_code == 2 else e.exit_code

@@ -5,7 +5,7 @@ No kfp here: the entry program (``__main__``) and the tests call ``run`` and ``w
 
 from __future__ import annotations
 
-import json
+import dataclasses
 from dataclasses import dataclass, field
 
 import tensorflow_data_validation as tfdv
@@ -16,6 +16,8 @@ from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_p
 from ctloop import artifacts, datasets
 from ctloop.components.validate_data import report, spec
 from ctloop.config import Settings
+from ctloop.contracts.span import Fingerprint
+from ctloop.contracts.verdicts import DataVerdict
 from ctloop.errors import BadInputError
 
 TRAINING, SERVING = "TRAINING", "SERVING"
@@ -47,7 +49,7 @@ class Result:
     schema_source: str
     anomalies: anomalies_pb2.Anomalies
     problems: list[Problem]
-    fingerprint: dict
+    fingerprint: Fingerprint
     comparisons: dict[str, str]
     previous: statistics_pb2.DatasetFeatureStatisticsList | None = None
     notes: list[str] = field(default_factory=list)
@@ -60,17 +62,17 @@ class Result:
     def passed(self) -> bool:
         return not self.errors
 
-    def summary(self) -> dict:
-        return {
-            "passed": self.passed,
-            "errors": len(self.errors),
-            "warnings": len(self.problems) - len(self.errors),
-            "anomalies": [p.__dict__ for p in self.problems],
-            "schema_source": self.schema_source,
-            "comparisons": self.comparisons,
-            "fingerprint": self.fingerprint,
-            "notes": self.notes,
-        }
+    def verdict(self) -> DataVerdict:
+        return DataVerdict(
+            passed=self.passed,
+            errors=len(self.errors),
+            warnings=len(self.problems) - len(self.errors),
+            anomalies=[dataclasses.asdict(p) for p in self.problems],
+            schema_source=self.schema_source,
+            comparisons=self.comparisons,
+            fingerprint=dataclasses.asdict(self.fingerprint),
+            notes=self.notes,
+        )
 
     def outputs(self) -> dict[str, bytes]:
         """Every output, serialised: nothing is written until all of them exist."""
@@ -79,10 +81,10 @@ class Result:
             spec.SCHEMA: text_format.MessageToString(self.schema).encode(),
             spec.SCHEMA_JSON: json_format.MessageToJson(self.schema, indent=2).encode(),
             spec.ANOMALIES: text_format.MessageToString(self.anomalies).encode(),
-            spec.ANOMALIES_JSON: json.dumps(self.summary(), indent=2).encode(),
+            spec.ANOMALIES_JSON: self.verdict().to_json().encode(),
             spec.REPORT_HTML: report.html(self).encode(),
             spec.SUMMARY_MD: report.markdown(self).encode(),
-            spec.FINGERPRINT: json.dumps(self.fingerprint, sort_keys=True).encode(),
+            spec.FINGERPRINT: self.fingerprint.to_json().encode(),
         }
 
 

@@ -32,7 +32,7 @@ def markdown(result) -> str:
     lines = [
         f"# Data validation: {verdict}",
         "",
-        f"- rows: {fp['rows']:,} in {fp['files']} file(s); sha256 `{fp['sha256'][:16]}…`",
+        f"- rows: {fp.rows:,} in {fp.files} file(s); sha256 `{fp.sha256[:16]}…`",
         f"- schema: {result.schema_source}",
         f"- drift: {result.comparisons['drift']}",
         f"- skew: {result.comparisons['skew']}",

@@ -1,39 +1,49 @@
-"""What validate_data takes and gives: one place for the names shared by the entry program and the KFP component."""
+"""What validate_data takes and gives: the declaration the entry program's parser and the KFP component are made of."""
 
 from __future__ import annotations
 
-IMAGE = "validate"
-ENTRY = ["python", "-m", "ctloop.components.validate_data"]
-
-# Inputs
-DATA_URI = "data_uri"  # parameter: a file or span folder, path, file:// or s3://
-CONFIG = "config"  # parameter: the text of ctloop.yaml
-# Optional inputs are URIs (empty: none), read through ctloop.artifacts: a pipeline parameter can then name the
-# previous span's statistics wherever they are, without an importer step.
-PINNED_SCHEMA = "pinned_schema_uri"  # a reviewed schema (text proto)
-PREVIOUS_STATISTICS = "previous_statistics_uri"  # the previous span's statistics (drift)
-SERVING_STATISTICS = "serving_statistics_uri"  # statistics of logged serving data (skew)
+from ctloop.components.declaration import CONFIG, Component, OutputArtifact, OutputParameter, Parameter
 
 # Outputs
-STATISTICS = "statistics"  # binary DatasetFeatureStatisticsList
-SCHEMA = "schema"  # text Schema: the pinned one, or the inferred and curated one for review
-SCHEMA_JSON = "schema_json"  # the same Schema as JSON, for steps whose image has no TFDV (train reads domains)
-ANOMALIES = "anomalies"  # text Anomalies
-ANOMALIES_JSON = "anomalies_summary"  # JSON summary
-REPORT_HTML = "report"  # TFDV's statistics view (the KFP UI renders HTML)
-SUMMARY_MD = "summary"  # Markdown summary
-FINGERPRINT = "fingerprint"  # parameter: JSON {"sha256", "rows", "files"}
+STATISTICS = "statistics"
+SCHEMA = "schema"
+SCHEMA_JSON = "schema_json"
+ANOMALIES = "anomalies"
+ANOMALIES_JSON = "anomalies_summary"
+REPORT_HTML = "report"
+SUMMARY_MD = "summary"
+FINGERPRINT = "fingerprint"
 
-OUTPUT_FILES = {
-    STATISTICS: "stats.pb",
-    SCHEMA: "schema.pbtxt",
-    SCHEMA_JSON: "schema.json",
-    ANOMALIES: "anomalies.pbtxt",
-    ANOMALIES_JSON: "anomalies.json",
-    REPORT_HTML: "statistics.html",
-    SUMMARY_MD: "summary.md",
-    FINGERPRINT: "fingerprint.json",
-}
+COMPONENT = Component(
+    name="validate_data",
+    image="validate",
+    description="Validate a data span with TFDV; fails on ERROR anomalies so nothing downstream runs.",
+    inputs=[
+        Parameter("data_uri", str, "Dataset URI: a CSV/Parquet file or a span folder.", flag="--data"),
+        CONFIG,
+        # Optional inputs are URIs (empty: none), read through ctloop.artifacts: a pipeline parameter can then name
+        # the previous span's statistics wherever they are, without an importer step.
+        Parameter("pinned_schema_uri", str, "A pinned schema (text proto) to validate against.", default="",
+                  flag="--schema"),
+        Parameter("previous_statistics_uri", str, "Statistics of the previous span (binary proto), for drift.",
+                  default="", flag="--previous-statistics"),
+        Parameter("serving_statistics_uri", str, "Statistics of logged serving data (binary proto), for skew.",
+                  default="", flag="--serving-statistics"),
+    ],
+    outputs=[
+        OutputArtifact(STATISTICS, "Artifact", "stats.pb", "binary DatasetFeatureStatisticsList"),
+        OutputArtifact(SCHEMA, "Artifact", "schema.pbtxt",
+                       "text Schema: the pinned one, or the inferred and curated one for review"),
+        OutputArtifact(SCHEMA_JSON, "Artifact", "schema.json",
+                       "the same Schema as JSON, for steps whose image has no TFDV (train reads domains)"),
+        OutputArtifact(ANOMALIES, "Artifact", "anomalies.pbtxt", "text Anomalies"),
+        OutputArtifact(ANOMALIES_JSON, "Artifact", "anomalies.json", "the verdict as JSON"),
+        OutputArtifact(REPORT_HTML, "HTML", "statistics.html", "TFDV's statistics view (the KFP UI renders HTML)"),
+        OutputArtifact(SUMMARY_MD, "Markdown", "summary.md", "Markdown summary"),
+        OutputParameter(FINGERPRINT, str, "fingerprint.json", 'the span\'s content, JSON {"sha256", "rows", "files"}'),
+    ],
+)  # fmt: skip
+OUTPUT_FILES = COMPONENT.output_files
 
 # Exit statuses of the entry program
 EXIT_OK = 0

@@ -9,29 +9,21 @@ not: the verdict is the blessing, and the pipeline branches on `blessed`); 1 the
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 
-from ctloop import artifacts, kfp_outputs, mlflow_client, model_format
+from ctloop import artifacts, kfp_outputs, model_format
 from ctloop.components.validate_segments import executor, spec
-from ctloop.entrypoint import add_config_arguments, load_settings
+from ctloop.contracts import registry
+from ctloop.entrypoint import load_settings
 from ctloop.errors import CtloopError
 
 
 def parse_args(argv):
-    p = argparse.ArgumentParser(prog="validate_segments", description=__doc__.split("\n\n")[0])
-    add_config_arguments(p)
-    p.add_argument("--test-split", required=True, help="The held-out rows from train (Parquet).")
-    p.add_argument("--model", required=True, help="The candidate's model folder.")
+    p = spec.COMPONENT.parser()
     champion = p.add_mutually_exclusive_group()
     champion.add_argument("--champion-model", help="A champion model folder, instead of the registry's alias.")
     champion.add_argument("--no-champion", action="store_true", help="Judge without a champion comparison.")
-    p.add_argument("--out", help="Folder for every output not given its own path.")
-    for name in spec.FILES:
-        p.add_argument(f"--{name.replace('_', '-')}-out", dest=f"{name}_out")
-    p.add_argument("--executor-output", help="KFP's {{$.outputs.output_file}}: Metrics for the UI.")
-    p.add_argument("--metrics-uri", default="", help="KFP URI of the metrics artifact.")
     return p.parse_args(argv)
 
 
@@ -44,14 +36,11 @@ def main(argv=None) -> int:
         elif args.champion_model:
             champion = executor.Champion(model_format.load(args.champion_model), args.champion_model, "")
         else:
-            client = mlflow_client.connect(settings)
-            champion = executor.champion_from_registry(client, settings.endpoints.mlflow.registered_model)
+            champion = executor.champion_from_registry(registry.connect(settings, timeout=10))
         result = executor.run(args.test_split, args.model, settings, champion)
         outputs = result.outputs()
-        for name, filename in spec.FILES.items():
-            path = getattr(args, f"{name}_out") or (artifacts.join(args.out, filename) if args.out else None)
-            if path:
-                artifacts.write_bytes(path, outputs[name])
+        for name, path in spec.COMPONENT.output_paths(args).items():
+            artifacts.write_bytes(path, outputs[name])
         if args.executor_output:
             reported = json.loads(outputs[spec.METRICS])
             kfp_outputs.write(args.executor_output, {spec.METRICS: (args.metrics_uri, reported)})

@@ -9,6 +9,8 @@ import numpy as np
 
 from ctloop import datasets, model_format
 from ctloop.components.validate_segments import gates, metrics, spec
+from ctloop.contracts import verdicts
+from ctloop.contracts.registry import CHAMPION
 from ctloop.errors import BadInputError
 
 
@@ -55,18 +57,12 @@ def _strict(value):
     return value
 
 
-def champion_from_registry(client, registered_model: str) -> Champion:
+def champion_from_registry(registry) -> Champion:
     """The model behind the registry's `champion` alias; none is an explicit outcome, not an error."""
-    from mlflow.exceptions import MlflowException
-
-    try:
-        version = client.get_model_version_by_alias(registered_model, spec.CHAMPION)
-    except MlflowException as e:
-        if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-            return Champion(None, None, f"no champion: {registered_model} has no alias {spec.CHAMPION!r}")
-        raise
-    uri = client.get_model_version_download_uri(registered_model, version.version)
-    return Champion(model_format.load(uri), version.version, "")
+    version = registry.champion()
+    if version is None:
+        return Champion(None, None, f"no champion: {registry.name} has no alias {CHAMPION!r}")
+    return Champion(model_format.load(registry.download_uri(version)), version, "")
 
 
 def gate_settings(settings) -> dict:
@@ -77,6 +73,7 @@ def gate_settings(settings) -> dict:
         "ceilings": dict(g.ceilings),
         "max_degradation": dict(g.max_degradation),
         "fairness": json.loads(g.fairness.json()),
+        "allow_ungated": g.allow_ungated,
     }
 
 
@@ -91,8 +88,7 @@ def run(test_split_uri: str, candidate_dir: str, settings, champion: Champion) -
             "passed": False,
             "detail": f"segment gates exist for binary classification only, not {settings.data.task.value}",
         }
-        return Result([], {"blessed": False, "checks": [check], "failed": [check], "insufficient": [],
-                           "champion": False})  # fmt: skip
+        return Result([], verdicts.blessing([check], [], champion=False))
     frame = datasets.read(test_split_uri).frame
     label = settings.data.label
     if label not in frame.columns:

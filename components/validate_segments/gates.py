@@ -11,8 +11,9 @@ import html as html_lib
 import math
 
 from ctloop.components.validate_segments.metrics import METRICS, OVERALL
+from ctloop.contracts import verdicts
 
-GATE_KEYS = {"min_rows", "floors", "ceilings", "max_degradation", "fairness"}
+GATE_KEYS = {"min_rows", "floors", "ceilings", "max_degradation", "fairness", "allow_ungated"}
 # Settings of the evaluation that share the gate's block in ctloop.yaml; judge() does not need them.
 EVALUATION_KEYS = {"bootstrap", "resamples", "seed", "alpha", "threshold"}
 FAIRNESS_KEYS = {"protected", "max_tpr_gap", "max_positive_rate_gap"}
@@ -185,20 +186,14 @@ def judge(rows: list[dict], gate: dict) -> dict:
         *_fairness_checks(judged, rows, fairness),
     ]
     checks += gated
-    if not gated:
+    if not gated and checks[0]["passed"]:  # (a failed coverage check already says that nothing could be judged)
         configured = floors or ceilings or margins or fairness.get("protected")
         detail = "no gates configured" if not configured else "gates configured but none applied (no champion?)"
-        checks.append(_check("no_thresholds", None, "", True, math.nan, math.nan, detail))
-    failed = [c for c in checks if not c["passed"]]
-    return {
-        "blessed": not failed,
-        "checks": checks,
-        "failed": failed,
-        "insufficient": [
-            {"segment": r["segment"], "value": r["value"], "n": r["n"]} for r in rows if not _is_judged(r, min_rows)
-        ],
-        "champion": champion,
-    }
+        checks.append(verdicts.no_gates_check(detail, allowed=bool(gate.get("allow_ungated"))))
+    insufficient = [
+        {"segment": r["segment"], "value": r["value"], "n": r["n"]} for r in rows if not _is_judged(r, min_rows)
+    ]
+    return verdicts.blessing(checks, insufficient, champion)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import uvicorn
 
-from ctloop import signing
+from ctloop.contracts import signing
 from ctloop.entrypoint import settings_from_file
 from ctloop.errors import CtloopError
 from ctloop.services.drift_watcher.app import Service

@@ -10,22 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from pathlib import Path
 
-import httpx
 from prometheus_client import CollectorRegistry, generate_latest
+from pydantic.v1 import ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ctloop import signing
 from ctloop.config import Settings
-from ctloop.errors import BadInputError
-from ctloop.services.drift_watcher import events
+from ctloop.contracts import cloudevents, retrain
+from ctloop.errors import BadInputError, CtloopError
 from ctloop.services.drift_watcher.journal import Journal
 from ctloop.services.drift_watcher.reference import ReferenceStore
 from ctloop.services.drift_watcher.watcher import Watcher
@@ -44,7 +42,6 @@ class Service:
         self.watcher = Watcher(settings, ReferenceStore(self.state_dir / "reference", settings), self.registry)
         self.journal = Journal(self.state_dir / "journal")
         self.ready = False
-        self.client: httpx.AsyncClient | None = None
 
     # -- state
 
@@ -86,37 +83,34 @@ class Service:
                 self.record({"kind": "close", "time": time.time()})
 
     async def send_triggers(self) -> None:
-        url = f"{self.settings.endpoints.webhook.url.rstrip('/')}/v1/retrain"
         delay = 1.0
         while True:
             await asyncio.sleep(delay)
             for key, body in list(self.watcher.pending_triggers.items()):
-                outcome = await self._send(url, body)
-                if outcome is None:
+                outcome = await asyncio.to_thread(self._send, body)
+                if outcome == retrain.RETRY:
                     delay = min(delay * 2, 60.0)
                     break
                 delay = 1.0
                 self.record({"kind": "trigger_ack", "key": key, "outcome": outcome, "time": time.time()})
 
-    async def _send(self, url: str, body: dict) -> str | None:
-        """The trigger's outcome once the webhook has decided, or None to try again later."""
-        content = json.dumps(body).encode()
-        headers = {"Content-Type": "application/json", **signing.sign(self.secret, content)}
+    def _send(self, body: dict) -> str:
+        """The trigger's outcome once the webhook has decided, or RETRY to try again later."""
+        url = self.settings.endpoints.webhook.url
         try:
-            response = await self.client.post(url, content=content, headers=headers, timeout=10.0)
-        except httpx.HTTPError as e:
-            log.warning("webhook %s unreachable: %s", url, e)
-            return None
-        if response.status_code >= 500:
-            log.warning("webhook answered %s: %s", response.status_code, response.text[:200])
-            return None
-        if response.status_code in (200, 201, 202):
-            return "accepted"
-        if response.status_code == 429:
-            return "cooldown"
-        # A refusal (bad signature, bad body) will not change by resending: record it and move on.
-        log.error("webhook refused the trigger (%s): %s", response.status_code, response.text[:500])
-        return "refused"
+            answer = retrain.send(url, self.secret, retrain.RetrainRequest.parse_obj(body))
+        except ValidationError as e:
+            log.error("trigger %s is not a valid retrain request: %s", body.get("idempotency_key"), e)
+            return retrain.REFUSED
+        except CtloopError as e:
+            log.warning("%s", e)
+            return retrain.RETRY
+        if answer.outcome == retrain.RETRY:
+            log.warning("webhook %s answered %s: %s", url, answer.status, answer.body)
+        elif answer.outcome == retrain.REFUSED:
+            # A refusal (bad signature, bad body) will not change by resending: record it and move on.
+            log.error("webhook refused the trigger (%s): %s", answer.status, answer.body)
+        return answer.outcome
 
     # -- HTTP
 
@@ -126,7 +120,7 @@ class Service:
             self.watcher.metrics["ctloop_watcher_rejected_events_total"].labels(reason="too_large").inc()
             return JSONResponse({"error": f"body: larger than {MAX_EVENT_BYTES} bytes"}, 413)
         try:
-            record = events.parse(request.headers, body)
+            record = cloudevents.parse(request.headers, body)
         except BadInputError as e:
             self.watcher.metrics["ctloop_watcher_rejected_events_total"].labels(reason="invalid").inc()
             return JSONResponse({"error": str(e)}, 400)
@@ -170,7 +164,6 @@ class Service:
 
         @contextlib.asynccontextmanager
         async def lifespan(app):
-            self.client = httpx.AsyncClient()
             await asyncio.to_thread(self.recover)
             self.ready = True
             loops = [
@@ -182,7 +175,6 @@ class Service:
             finally:
                 for task in loops:
                     task.cancel()
-                await self.client.aclose()
                 self.journal.snapshot(self.watcher.state())
                 self.journal.close()
 

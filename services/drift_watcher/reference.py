@@ -15,10 +15,11 @@ from pathlib import Path
 
 import pandas as pd
 
+from ctloop.contracts import registry
+from ctloop.contracts.registry import CHAMPION
 from ctloop.errors import NotFoundError
 
 log = logging.getLogger(__name__)
-CHAMPION = "champion"
 
 
 class ReferenceStore:
@@ -63,19 +64,12 @@ class ReferenceStore:
 
     def champion_version(self) -> str | None:
         """The version the ``champion`` alias points at, or None when there is no champion yet."""
-        from mlflow.exceptions import MlflowException
-
-        from ctloop import mlflow_client
-
-        client = mlflow_client.connect(self.settings, timeout=5)
-        try:
-            version = client.get_model_version_by_alias(self.settings.endpoints.mlflow.registered_model, CHAMPION)
-        except MlflowException as e:
-            if e.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
-                return None
-            raise
+        found = registry.connect(self.settings)
+        version = found.by_alias(CHAMPION)
+        if version is None:
+            return None
         if not self.path(version.version).exists():
-            self._fetch(client, version)
+            self._fetch(found.client, version)
         return str(version.version)
 
     def _fetch(self, client, version) -> None:

@@ -17,12 +17,12 @@ from datetime import UTC, datetime
 
 from ctloop import metric_names
 from ctloop.config import Settings
+from ctloop.contracts.seldon import MAIN
 from ctloop.services.drift_watcher.detection import Confirmation, OnlineDetectors, WindowDetector
 from ctloop.services.drift_watcher.reference import ReferenceStore
 from ctloop.services.drift_watcher.sink import ServingData
 
 log = logging.getLogger(__name__)
-MAIN = "main"  # the predictor serving the champion; others answering the same request are compared with it
 
 
 def _bounded_put(mapping: OrderedDict, key, value, cap: int) -> None:

@@ -96,18 +96,6 @@ class ScoringModel:
             raw[name] = np.array(values, dtype=object) if name in self.codes else x[:, j]
         return x, raw
 
-    @staticmethod
-    def rows_from_json(payload) -> tuple[list, list]:
-        """jsonData: one object of named features, or a list of them."""
-        records = [payload] if isinstance(payload, dict) else payload
-        if not isinstance(records, list) or not records or not all(isinstance(r, dict) for r in records):
-            raise BadInputError("jsonData must be an object of named features, or a list of such objects")
-        names = list(records[0])
-        for i, record in enumerate(records):
-            if set(record) != set(names):
-                raise BadInputError(f"jsonData row {i} names other features than row 0")
-        return names, [[record[n] for n in names] for record in records]
-
     # -- scoring
 
     def score(self, names: list, rows: list, explain: bool = False) -> Scored:

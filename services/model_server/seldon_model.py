@@ -15,6 +15,8 @@ import logging
 
 import numpy as np
 
+from ctloop.contracts import seldon_message
+from ctloop.contracts.seldon_message import DECISION, MODEL_VERSION_TAG, POLICY_VERSION_TAG, SCORE
 from ctloop.errors import CtloopError
 from ctloop.services.model_server.scoring import ScoringModel, as_json
 
@@ -58,32 +60,19 @@ class SeldonModel:
 
     # -- predictions
 
-    def _parse(self, request: dict) -> tuple[list, list]:
-        if not isinstance(request, dict):
-            raise _bad_request("the request must be a JSON object (a SeldonMessage)")
-        if "jsonData" in request:
-            return ScoringModel.rows_from_json(request["jsonData"])
-        data = request.get("data")
-        if not isinstance(data, dict) or "ndarray" not in data:
-            raise _bad_request("send data.names with data.ndarray, or jsonData with named features")
-        rows = data["ndarray"]
-        if isinstance(rows, list) and rows and not isinstance(rows[0], list):
-            rows = [rows]  # one row sent flat
-        return data.get("names"), rows
-
     def predict_raw(self, request):
         try:
-            names, rows = self._parse(request)
+            names, rows = seldon_message.rows(request)
             explain = self.explain or bool((request.get("meta") or {}).get("tags", {}).get("explain"))
             scored = self.model.score(names, rows, explain=explain)
         except CtloopError as e:
             raise _bad_request(str(e)) from None
-        tags = {"model_version": self.model_version, "policy_version": self.model.policy_version}
+        tags = {MODEL_VERSION_TAG: self.model_version, POLICY_VERSION_TAG: self.model.policy_version}
         if scored.rules is not None and any(scored.rules):
             tags["rules"] = [str(r) for r in scored.rules]
         if scored.contributions is not None:
             tags["contributions"] = scored.contributions
-        names_out = ["score", "decision"] if scored.decisions is not None else ["score"]
+        names_out = [SCORE, DECISION] if scored.decisions is not None else [SCORE]
         return {
             "data": {"names": names_out, "ndarray": as_json(scored)},
             "meta": {"tags": tags, "metrics": self._prediction_metrics(scored)},
@@ -118,18 +107,17 @@ class SeldonModel:
             # The wrapper hands feedback over as a Feedback proto and wants a SeldonMessage proto back.
             if not isinstance(feedback, dict):
                 feedback = json_format.MessageToDict(feedback)
-            truth = (feedback.get("truth") or {}).get("data", {}).get("ndarray")
+            truths = seldon_message.truths(feedback)
             response = feedback.get("response") or {}
             answered = (response.get("data") or {}).get("ndarray")
-            version = ((response.get("meta") or {}).get("tags") or {}).get("model_version", self.model_version)
-            if truth is None or answered is None:
-                raise ValueError("feedback needs truth.data.ndarray and the response it is about")
-            truths = [t[0] if isinstance(t, list) else t for t in truth]
+            version = ((response.get("meta") or {}).get("tags") or {}).get(MODEL_VERSION_TAG, self.model_version)
+            if answered is None:
+                raise ValueError("feedback needs the response it is about")
             if len(truths) != len(answered):
                 raise ValueError(f"{len(truths)} truths for {len(answered)} answered rows")
             threshold = self.model.policy["threshold"]
-            right = sum(int((float(row[0]) >= threshold) == bool(float(t))) for row, t in zip(answered, truths))
-        except (ValueError, TypeError, KeyError, IndexError) as e:
+            right = sum(int((float(row[0]) >= threshold) == bool(t)) for row, t in zip(answered, truths))
+        except (CtloopError, ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
             raise _bad_request(f"feedback: {e}") from None
         metrics = [
             {"type": "COUNTER", "key": "ctloop_feedback_total", "value": right,

@@ -22,12 +22,14 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from ctloop import signing
 from ctloop.config import Settings
+from ctloop.contracts import signing
+from ctloop.contracts.retrain import RetrainRequest, parse
+from ctloop.contracts.span import check_uri
 from ctloop.errors import AccessError, BadInputError, CtloopError
 from ctloop.services.retrain_webhook.audit import AuditLog
 from ctloop.services.retrain_webhook.metrics import Metrics
-from ctloop.services.retrain_webhook.schemas import AlertmanagerPayload, RetrainRequest, parse, span_uri
+from ctloop.services.retrain_webhook.schemas import AlertmanagerPayload
 from ctloop.services.retrain_webhook.store import Decision, Store
 from ctloop.services.retrain_webhook.worker import Worker
 
@@ -146,7 +148,7 @@ class RetrainWebhook:
             decision = self.store.decide(
                 keys=[f"retrain:{wanted.idempotency_key}"], body_sha256=hashlib.sha256(body).hexdigest(),
                 pipeline=self.pipeline, source=wanted.source, reason=wanted.reason, data_uri=wanted.data_uri,
-                parameters=wanted.parameters.model_dump(), force=wanted.force, cooldown_s=self.policy.cooldown_s,
+                parameters=wanted.parameters.dict(), force=wanted.force, cooldown_s=self.policy.cooldown_s,
                 now=self.clock(),
             )  # fmt: skip
             if decision.kind == "duplicate" and not decision.same_body:
@@ -225,7 +227,7 @@ class RetrainWebhook:
         if not uri:
             raise BadInputError("alerts[].annotations.data_uri: missing, and webhook.default_data_uri is not set")
         try:
-            return span_uri(uri)
+            return check_uri(uri)
         except ValueError as e:
             raise BadInputError(f"{where}: {e}") from None
 

@@ -15,9 +15,10 @@ import sys
 import uvicorn
 
 from ctloop import deployment_target
+from ctloop.contracts import registry
 from ctloop.entrypoint import settings_from_file
 from ctloop.errors import CtloopError
-from ctloop.services.rollout_controller import app, checks, registry
+from ctloop.services.rollout_controller import app, checks
 from ctloop.services.rollout_controller.controller import Controller
 
 

@@ -13,8 +13,8 @@ from starlette.applications import Starlette
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ctloop.contracts import rollout as rollout_status
 from ctloop.errors import CtloopError
-from ctloop.services.rollout_controller import status as rollout_status
 from ctloop.services.rollout_controller.controller import Controller
 
 

@@ -18,6 +18,8 @@ from typing import Protocol
 
 import httpx
 
+from ctloop.contracts import seldon
+
 __all__ = ["CHECKS", "Check", "MetricSource", "NoData", "PrometheusSource", "SourceDown", "evaluate", "queries"]
 
 
@@ -105,7 +107,7 @@ def queries(deployment: str, candidate: str, window_s: int, since_s: int | None 
     """
     w = f"{window_s}s"
     since = f"{max(since_s or window_s, 1)}s"
-    main = "main"
+    main = seldon.MAIN
     server, agreement = f"{_SERVER}_count", "ctloop_watcher_agreement_total"
     return {
         "requests": f"sum(increase({server}{{{_seldon(deployment, candidate)}}}[{since}]))",

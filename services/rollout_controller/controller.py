@@ -9,12 +9,13 @@ import logging
 import time
 from collections.abc import Callable
 
+from ctloop.contracts import rollout as status
+from ctloop.contracts import seldon as shape
+from ctloop.contracts.rollout import Phase, RolloutStatus
 from ctloop.deployment_target import ConflictError, DeploymentTarget
 from ctloop.errors import CtloopError
-from ctloop.services.rollout_controller import checks, machine, status
-from ctloop.services.rollout_controller import sdep as shape
+from ctloop.services.rollout_controller import checks, machine
 from ctloop.services.rollout_controller.metrics import RolloutMetrics
-from ctloop.services.rollout_controller.status import Phase, RolloutStatus
 
 log = logging.getLogger(__name__)
 

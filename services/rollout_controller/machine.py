@@ -11,9 +11,9 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
-from ctloop.services.rollout_controller import sdep as shape
+from ctloop.contracts import seldon as shape
+from ctloop.contracts.rollout import Outcome, Phase, RolloutStatus
 from ctloop.services.rollout_controller.checks import Analysis
-from ctloop.services.rollout_controller.status import Phase, RolloutStatus
 
 
 @dataclass
@@ -32,7 +32,7 @@ class Decision:
     spec: tuple = ()  # ("weight", w) | ("promote",) | ("remove_candidate",)
     registry: list[tuple] = field(default_factory=list)  # ("promote", v) | ("reject", v, checks) | ("supersede", v)
     events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
-    outcomes: list[str] = field(default_factory=list)
+    outcomes: list[Outcome] = field(default_factory=list)
     clear_request: bool = False
 
 
@@ -54,13 +54,14 @@ def decide(status: RolloutStatus, obs: Observation, policy) -> Decision:
         return _start(s, obs, policy, d)
     if s.phase in (Phase.shadowing, Phase.progressing):
         if obs.declared is None or obs.declared[1] != s.candidate:
-            return _roll_back(d, obs.now, ["candidate_removed"], "the candidate left the SeldonDeployment", "aborted")
+            return _roll_back(d, obs.now, ["candidate_removed"], "the candidate left the SeldonDeployment",
+                              Outcome.aborted)  # fmt: skip
         action = (obs.request or {}).get("action")
         if action and (obs.request.get("version") in (None, "", s.candidate)):
             if action == "promote":
                 return _promote(d, obs.now, "promoted by hand")
             if action == "abort":
-                return _roll_back(d, obs.now, ["aborted"], "aborted by hand", "aborted")
+                return _roll_back(d, obs.now, ["aborted"], "aborted by hand", Outcome.aborted)
         return _analyse(d, obs, policy)
     return d
 
@@ -68,8 +69,8 @@ def decide(status: RolloutStatus, obs: Observation, policy) -> Decision:
 def _promoted(d: Decision) -> Decision:
     s = d.status
     d.registry.append(("promote", s.candidate))
-    s.phase, s.outcome = Phase.succeeded, "promoted"
-    d.outcomes.append("promoted")
+    s.phase, s.outcome = Phase.succeeded, Outcome.promoted
+    d.outcomes.append(Outcome.promoted)
     d.events.append(("Normal", "Promoted", f"version {s.candidate} is the champion"))
     return d
 
@@ -78,7 +79,7 @@ def _rolled_back(d: Decision) -> Decision:
     s = d.status
     d.registry.append(("reject", s.candidate, list(s.failed_checks)))
     s.phase = Phase.failed
-    s.outcome = s.outcome or "rolled_back"
+    s.outcome = s.outcome or Outcome.rolled_back
     d.outcomes.append(s.outcome)
     d.events.append(("Warning", "RolledBack", f"version {s.candidate} rejected: {', '.join(s.failed_checks)}"))
     return d
@@ -91,7 +92,7 @@ def _start(s: RolloutStatus, obs: Observation, policy, d: Decision) -> Decision:
     if s.candidate and s.candidate != version and not s.phase.terminal:
         new.superseded = [*s.superseded, s.candidate][-10:]
         d.registry.append(("supersede", s.candidate))
-        d.outcomes.append("superseded")
+        d.outcomes.append(Outcome.superseded)
         d.events.append(("Normal", "Superseded", f"version {s.candidate} superseded by {version}"))
     d.status = new
     if policy.mode == "direct":
@@ -114,7 +115,8 @@ def _promote(d: Decision, now: float, reason: str) -> Decision:
     return d
 
 
-def _roll_back(d: Decision, now: float, checks: list[str], reason: str, outcome: str = "rolled_back") -> Decision:
+def _roll_back(d: Decision, now: float, checks: list[str], reason: str,
+               outcome: Outcome = Outcome.rolled_back) -> Decision:  # fmt: skip
     s = d.status
     s.phase, s.failed_checks, s.reason, s.outcome = Phase.rolling_back, checks, reason, outcome
     s.phase_started, s.weight = now, 0
@@ -129,7 +131,7 @@ def _analyse(d: Decision, obs: Observation, policy) -> Decision:
         s.outage_since = s.outage_since or now
         if now - s.outage_since >= policy.prometheus_outage_s:
             return _roll_back(d, now, ["prometheus_unreachable"],
-                              f"Prometheus unreachable for {int(now - s.outage_since)}s")  # fmt: skip
+                              f"Prometheus unreachable for {int(now - s.outage_since)}s", Outcome.failed)  # fmt: skip
         s.reason = "paused: Prometheus unreachable"
         return d
     s.outage_since = 0.0
@@ -160,7 +162,8 @@ def _deadline(d: Decision, now: float, policy) -> Decision:
     s = d.status
     if now - s.phase_started > policy.deadline_s:
         missing = [name for name, result in s.checks.items() if result == "no_data"]
-        return _roll_back(d, now, ["deadline", *missing], f"no verdict within {policy.deadline_s}s: {s.reason}")
+        return _roll_back(d, now, ["deadline", *missing], f"no verdict within {policy.deadline_s}s: {s.reason}",
+                          Outcome.failed)  # fmt: skip
     return d
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from ctloop import metric_names
-from ctloop.services.rollout_controller.status import Phase, RolloutStatus
+from ctloop.contracts.rollout import Outcome, Phase, RolloutStatus
 
 _RESULT_VALUE = {"passed": 1, "failed": 0, "no_data": -1}
 
@@ -20,7 +20,7 @@ class RolloutMetrics:
         self.checks = built["ctloop_rollout_checks_total"]
         self.outcomes = built["ctloop_rollout_outcomes_total"]
 
-    def observe(self, deployment: str, status: RolloutStatus, analysed: bool, outcomes: list[str]) -> None:
+    def observe(self, deployment: str, status: RolloutStatus, analysed: bool, outcomes: list[Outcome]) -> None:
         for phase in Phase:
             self.phase.labels(deployment=deployment, phase=phase.value).set(1 if phase == status.phase else 0)
         self.weight.labels(deployment=deployment).set(status.weight)
@@ -30,4 +30,4 @@ class RolloutMetrics:
                     self.check_result.labels(deployment=deployment, check=check).set(_RESULT_VALUE[result])
                     self.checks.labels(deployment=deployment, check=check, result=result).inc()
         for outcome in outcomes:
-            self.outcomes.labels(deployment=deployment, outcome=outcome).inc()
+            self.outcomes.labels(deployment=deployment, outcome=Outcome(outcome).value).inc()

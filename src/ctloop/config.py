@@ -12,6 +12,7 @@ API, and the watch image is held at pydantic 1.10 (1.10.17+ has the ``pydantic.v
 from __future__ import annotations
 
 import os
+import sys
 from enum import Enum
 from pathlib import Path
 from typing import Any, Literal
@@ -20,7 +21,7 @@ import yaml
 from pydantic.v1 import BaseModel, Extra, Field, ValidationError, root_validator, validator
 
 from ctloop import __version__
-from ctloop.errors import ConfigError
+from ctloop.errors import ConfigError, key_path
 
 __all__ = ["Settings", "load", "parse", "ENV_PREFIX"]
 
@@ -235,6 +236,9 @@ class SegmentGate(_Model):
     )
     bootstrap: int = Field(200, ge=0, description="Bootstrap resamples for 95% intervals (0: none).")
     fairness: FairnessGate = Field(default_factory=lambda: FairnessGate())
+    allow_ungated: bool = Field(
+        False, description="Bless a candidate that no gate applied to (no floor, ceiling, fairness gate or champion)."
+    )
 
     @validator("floors", "ceilings", "max_degradation")
     def _known_metrics(cls, v, field):
@@ -432,7 +436,11 @@ class PipelineSettings(_Model):
 
 class LocalStack(_Model):
     state_dir: str = Field(".ctloop", description="Logs, PIDs and data of the local stack's services.")
-    venvs_dir: str = Field(".venvs", description="The per-image environments `make setup` builds (<dir>/<image>).")
+    venvs_dir: str | None = Field(
+        None,
+        description="The per-image environments `make setup` builds (<dir>/<image>); unset: the folder that holds "
+        "the environment running ctloop (the checkout's .venvs for .venvs/dev/bin/ctloop).",
+    )
     mlflow_port: int = Field(5500, ge=1, le=65535, description="Loopback port of the local MLflow server.")
     prometheus_port: int = Field(9590, ge=1, le=65535, description="Loopback port of the local Prometheus.")
     gateway_port: int = Field(8580, ge=1, le=65535, description="Loopback port of the local Seldon gateway.")
@@ -447,7 +455,11 @@ class Settings(_Model):
     """Everything ctloop needs to know about one model's continuous-training loop."""
 
     version: Literal[1] = Field(1, description="Version of this file's format.")
-    mode: Mode = Field(Mode.local, description="local: one machine, no cluster; kubernetes: KFP and Seldon.")
+    mode: Mode = Field(
+        Mode.local,
+        description="local: one machine, no cluster, the local stack's services at local.*_port (which then decide "
+        "endpoints.mlflow, prometheus, seldon, webhook and watcher); kubernetes: KFP and Seldon.",
+    )
     name: str = Field("credit-risk", regex=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="DNS-1123 label.")
     data: DataSource
     features: list[Feature] = Field(..., min_items=1)
@@ -510,22 +522,13 @@ class Settings(_Model):
 # Loading
 
 
-def _key_path(loc: tuple) -> str:
-    out = ""
-    for part in loc:
-        if part == "__root__":
-            continue
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out or "(top level)"
-
-
 def _problems(error: ValidationError) -> list[tuple]:
     problems = []
     for e in error.errors():
         message = e["msg"]
         if e["type"] == "value_error.extra":
             message = "unknown key"
-        problems.append((_key_path(e["loc"]), message))
+        problems.append((key_path(e["loc"]) or "(top level)", message))
     return problems
 
 
@@ -564,7 +567,9 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     settings.data.uri = resolve(settings.data.uri)
     settings.endpoints.artifact_store.root = resolve(settings.endpoints.artifact_store.root)
     settings.local.state_dir = resolve(settings.local.state_dir)
-    settings.local.venvs_dir = resolve(settings.local.venvs_dir)
+    # Unset: the environments beside the one running, where `make setup` put them, wherever the ctloop.yaml lies.
+    venvs = settings.local.venvs_dir
+    settings.local.venvs_dir = resolve(venvs) if venvs else str(Path(sys.prefix).parent)
     if settings.drift.retrain_data_uri:
         settings.drift.retrain_data_uri = resolve(settings.drift.retrain_data_uri)
     if settings.webhook.default_data_uri:

@@ -5,7 +5,6 @@ Used by every step that reads a span; needs pandas (every image but control has 
 
 from __future__ import annotations
 
-import hashlib
 import io
 from dataclasses import dataclass
 from pathlib import PurePosixPath
@@ -13,6 +12,7 @@ from pathlib import PurePosixPath
 import pandas as pd
 
 from ctloop import artifacts
+from ctloop.contracts.span import Fingerprint, fingerprint
 from ctloop.errors import BadInputError
 
 SUFFIXES = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
@@ -24,7 +24,7 @@ class Dataset:
     files: list[str]
     format: str
     frame: pd.DataFrame
-    fingerprint: dict
+    fingerprint: Fingerprint
 
     @property
     def rows(self) -> int:
@@ -71,15 +71,6 @@ def _parse(uri: str, data: bytes, fmt: str) -> pd.DataFrame:
         raise BadInputError(f"{uri}: the file is empty") from None
     except Exception as e:  # pyarrow and the CSV parser raise many kinds; all mean "not this format"
         raise BadInputError(f"{uri}: cannot be read as {fmt}: {str(e).splitlines()[0][:200]}") from None
-
-
-def fingerprint(contents: dict[str, bytes], base: str, rows: int) -> dict:
-    """Content hash of the files (names relative to the dataset URI, so a copied span keeps its hash)."""
-    digest = hashlib.sha256()
-    for name in sorted(contents):
-        relative = name[len(base) :].lstrip("/") or PurePosixPath(name).name
-        digest.update(relative.encode() + b"\0" + hashlib.sha256(contents[name]).digest())
-    return {"sha256": digest.hexdigest(), "rows": rows, "files": len(contents)}
 
 
 def read(uri: str, declared_format: str = "auto") -> Dataset:

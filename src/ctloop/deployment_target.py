@@ -33,21 +33,17 @@ from typing import Protocol
 import yaml
 
 from ctloop import artifacts
+from ctloop.contracts.rollout import OWNED_ANNOTATIONS
+from ctloop.contracts.seldon import GROUP, KIND, PLURAL, VERSION
 from ctloop.errors import BadInputError, CtloopError, NotReadyError
 
 __all__ = ["ConflictError", "DeploymentTarget", "KubernetesTarget", "LocalTarget", "connect", "update"]
 
-GROUP, VERSION, PLURAL, KIND = "machinelearning.seldon.io", "v1", "seldondeployments", "SeldonDeployment"
 # The verbs each backend call needs; docs/rollout.md and the chart's RBAC copy them.
 RBAC = {
     (GROUP, PLURAL): ("get", "patch", "create"),
     ("", "events"): ("create",),
 }
-
-
-# Annotations ctloop writes: the rollout's status and a person's request (see the rollout controller). A merge
-# patch can only remove a key by naming it with null, so the Kubernetes backend nulls these when they are absent.
-OWNED_ANNOTATIONS = ("ctloop.io/rollout", "ctloop.io/rollout-request")
 
 
 class ConflictError(CtloopError):
@@ -119,18 +115,30 @@ class LocalTarget:
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 
-    def get(self, namespace: str, name: str) -> dict | None:
-        path = self._path(namespace, name)
+    @staticmethod
+    def _read(path: Path) -> dict:
         try:
             sdep = yaml.safe_load(path.read_text())
-        except FileNotFoundError:
-            return None
         except yaml.YAMLError as e:
             raise BadInputError(f"{path}: not YAML: {e}") from None
-        if not isinstance(sdep, dict) or sdep.get("kind") != KIND:
+        if not isinstance(sdep, dict) or sdep.get("kind") != KIND or not isinstance(sdep.get("metadata"), dict):
             raise BadInputError(f"{path}: not a SeldonDeployment")
         sdep["metadata"].setdefault("resourceVersion", "0")
         return sdep
+
+    def get(self, namespace: str, name: str) -> dict | None:
+        try:
+            return self._read(self._path(namespace, name))
+        except FileNotFoundError:
+            return None
+
+    def all(self) -> dict[tuple[str, str], dict]:
+        """Every object, by (namespace, name): what the local gateway serves, as Seldon's operator would."""
+        return {(path.parent.name, path.stem): self._read(path) for path in sorted(self.root.glob("*/*.yaml"))}
+
+    def signature(self) -> tuple:
+        """Changes when an object is added, removed or rewritten: what the local gateway polls."""
+        return tuple(sorted((str(p), p.stat().st_mtime_ns) for p in self.root.glob("*/*.yaml")))
 
     def _write(self, sdep: dict) -> dict:
         metadata = sdep["metadata"]
@@ -257,8 +265,13 @@ class KubernetesTarget:
             self._call(self.core.create_namespaced_event, metadata["namespace"], event)
 
 
+def local_root(state_dir: str | Path) -> Path:
+    """The local target's folder under a local state folder: what the local gateway serves."""
+    return Path(state_dir) / "gateway" / "deployments"
+
+
 def connect(settings, state_dir: str | Path | None = None) -> DeploymentTarget:
     """The backend the settings' mode calls for."""
     if settings.mode.value == "kubernetes":
         return KubernetesTarget()
-    return LocalTarget(Path(state_dir or settings.local.state_dir) / "gateway" / "deployments")
+    return LocalTarget(local_root(state_dir or settings.local.state_dir))

@@ -13,7 +13,18 @@ become a 500.
 
 from __future__ import annotations
 
-__all__ = ["AccessError", "BadInputError", "ConfigError", "CtloopError", "NotFoundError", "NotReadyError"]
+__all__ = ["AccessError", "BadInputError", "ConfigError", "CtloopError", "NotFoundError", "NotReadyError", "key_path"]
+
+
+def key_path(loc: tuple) -> str:
+    """A validation error's location as the key path people write: ``rollout.steps[2]``, ``alerts[0].fingerprint``
+    (empty for the document itself)."""
+    out = ""
+    for part in loc:
+        if part == "__root__":
+            continue
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out
 
 
 class CtloopError(Exception):

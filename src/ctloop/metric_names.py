@@ -1,14 +1,21 @@
 """Every Prometheus metric ctloop exports, in one list: the services build their metrics from it, and the alert
 rules, dashboards and rollout checks are tested against it, so a renamed metric breaks a test, not a dashboard.
 
+Labels with a closed set of values declare them (``values``), taken from the code that emits them where that code
+is a contract (the rollout's phases and outcomes, the CloudEvent kinds, the predictor names, the retrain request's
+outcomes): the alert rules may only select declared values, and the services' tests check with ``undeclared``
+that they emit nothing else.
+
 Plain data (no prometheus-client import): the core installs into every image.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
-__all__ = ["METRICS", "Metric", "build", "metric", "series_names"]
+from ctloop.contracts import cloudevents, retrain, rollout, seldon
+
+__all__ = ["METRICS", "Metric", "build", "metric", "series_names", "undeclared"]
 
 
 @dataclass(frozen=True)
@@ -19,6 +26,7 @@ class Metric:
     labels: tuple[str, ...] = ()
     exporter: str = ""  # which service exports it
     buckets: tuple[float, ...] = ()
+    values: dict[str, tuple[str, ...]] = field(default_factory=dict)  # label -> every value it takes
 
     def series(self) -> list[str]:
         """The names that appear in Prometheus: counters get _total, histograms _bucket, _sum and _count."""
@@ -36,6 +44,12 @@ _SELDON = ("deployment_name", "predictor_name", "predictor_version", "service", 
 # model version the response carries in meta.tags.
 _PREDICTOR = ("deployment", "predictor", "model_version")
 
+_BOOL = ("true", "false")
+_SERVICES = ("predictions", "feedback")  # the Seldon endpoint (the last segment of its path)
+_SELDON_VALUES = {"predictor_name": seldon.PREDICTORS, "service": _SERVICES, "method": _SERVICES}
+_PREDICTOR_VALUES = {"predictor": seldon.PREDICTORS}
+_OUTCOME = ("correct", "incorrect")
+
 METRICS: tuple[Metric, ...] = (
     # Seldon's executor (the local gateway exports the same names and labels as Seldon does in the cluster).
     Metric(
@@ -45,6 +59,7 @@ METRICS: tuple[Metric, ...] = (
         _SELDON,
         "gateway",
         SELDON_BUCKETS,
+        values=_SELDON_VALUES,
     ),
     Metric(
         "seldon_api_executor_client_requests_seconds",
@@ -53,9 +68,17 @@ METRICS: tuple[Metric, ...] = (
         (*_SELDON, "model_name", "model_image", "model_version"),
         "gateway",
         SELDON_BUCKETS,
+        values=_SELDON_VALUES,
     ),
     # Drift watcher: ingestion.
-    Metric("ctloop_watcher_events_total", "counter", "CloudEvents ingested, by type", ("type",), "drift_watcher"),
+    Metric(
+        "ctloop_watcher_events_total",
+        "counter",
+        "CloudEvents ingested, by type",
+        ("type",),
+        "drift_watcher",
+        values={"type": tuple(cloudevents.KINDS.values())},
+    ),
     Metric(
         "ctloop_watcher_duplicate_events_total",
         "counter",
@@ -69,6 +92,7 @@ METRICS: tuple[Metric, ...] = (
         "CloudEvents refused, by reason",
         ("reason",),
         "drift_watcher",
+        values={"reason": ("too_large", "invalid", "feedback_unmatched")},
     ),
     Metric(
         "ctloop_watcher_ingestion_lag_seconds",
@@ -85,6 +109,7 @@ METRICS: tuple[Metric, ...] = (
         "Windows evaluated, by detector and result",
         ("detector", "drift"),
         "drift_watcher",
+        values={"detector": ("window",), "drift": _BOOL},
     ),
     Metric(
         "ctloop_watcher_feature_p_value",
@@ -101,7 +126,12 @@ METRICS: tuple[Metric, ...] = (
         "drift_watcher",
     ),
     Metric(
-        "ctloop_watcher_drift", "gauge", "1 when the last window drifted, per detector", ("detector",), "drift_watcher"
+        "ctloop_watcher_drift",
+        "gauge",
+        "1 when the last window drifted, per detector",
+        ("detector",),
+        "drift_watcher",
+        values={"detector": ("window", "online_cvm", "online_fet")},
     ),
     Metric(
         "ctloop_watcher_drift_confirmed",
@@ -116,6 +146,7 @@ METRICS: tuple[Metric, ...] = (
         "Retrain requests sent to the webhook, by outcome",
         ("outcome",),
         "drift_watcher",
+        values={"outcome": retrain.OUTCOMES},
     ),
     Metric(
         "ctloop_watcher_reference_version",
@@ -133,6 +164,7 @@ METRICS: tuple[Metric, ...] = (
         _PREDICTOR,
         "drift_watcher",
         SCORE_BUCKETS,
+        values=_PREDICTOR_VALUES,
     ),
     Metric(
         "ctloop_watcher_decisions_total",
@@ -140,6 +172,7 @@ METRICS: tuple[Metric, ...] = (
         "Decisions answered, per predictor and decision",
         (*_PREDICTOR, "decision"),
         "drift_watcher",
+        values=_PREDICTOR_VALUES,
     ),
     Metric(
         "ctloop_watcher_feedback_total",
@@ -147,6 +180,7 @@ METRICS: tuple[Metric, ...] = (
         "Labelled requests (feedback joined to the answer by puid), per predictor and outcome (correct, incorrect)",
         (*_PREDICTOR, "outcome"),
         "drift_watcher",
+        values={**_PREDICTOR_VALUES, "outcome": _OUTCOME},
     ),
     Metric(
         "ctloop_watcher_segment_feedback_total",
@@ -154,6 +188,7 @@ METRICS: tuple[Metric, ...] = (
         "Labelled requests per single-column segment value and outcome",
         (*_PREDICTOR, "segment", "value", "outcome"),
         "drift_watcher",
+        values={**_PREDICTOR_VALUES, "outcome": _OUTCOME},
     ),
     Metric(
         "ctloop_watcher_agreement_total",
@@ -161,6 +196,7 @@ METRICS: tuple[Metric, ...] = (
         "Shadow answers compared with main's for the same request, by whether the decisions agree",
         (*_PREDICTOR, "agree"),
         "drift_watcher",
+        values={**_PREDICTOR_VALUES, "agree": _BOOL},
     ),
     # Retrain webhook.
     Metric(
@@ -169,6 +205,7 @@ METRICS: tuple[Metric, ...] = (
         "Requests answered, by endpoint and status code",
         ("endpoint", "code"),
         "retrain_webhook",
+        values={"endpoint": ("retrain", "alertmanager")},
     ),
     Metric(
         "ctloop_webhook_auth_failures_total",
@@ -176,6 +213,10 @@ METRICS: tuple[Metric, ...] = (
         "Requests refused for authentication, by endpoint and reason",
         ("endpoint", "reason"),
         "retrain_webhook",
+        values={
+            "endpoint": ("retrain", "alertmanager"),
+            "reason": ("missing", "malformed", "stale", "mismatch", "disabled"),
+        },
     ),
     Metric(
         "ctloop_webhook_decisions_total",
@@ -183,6 +224,7 @@ METRICS: tuple[Metric, ...] = (
         "Trigger decisions: accepted, duplicate, cooldown, ignored",
         ("decision",),
         "retrain_webhook",
+        values={"decision": ("accepted", "duplicate", "cooldown", "ignored")},
     ),
     Metric("ctloop_webhook_queue_depth", "gauge", "Accepted triggers not yet launched", (), "retrain_webhook"),
     Metric(
@@ -191,6 +233,7 @@ METRICS: tuple[Metric, ...] = (
         "Pipeline launches, by outcome (started, retried, failed)",
         ("outcome",),
         "retrain_webhook",
+        values={"outcome": ("started", "retried", "failed")},
     ),
     Metric(
         "ctloop_pipeline_runs_total",
@@ -198,6 +241,7 @@ METRICS: tuple[Metric, ...] = (
         "Pipeline runs the webhook started that finished, by final state (succeeded, failed)",
         ("pipeline", "state"),
         "retrain_webhook",
+        values={"state": ("succeeded", "failed")},
     ),
     # Rollout controller.
     Metric(
@@ -206,6 +250,7 @@ METRICS: tuple[Metric, ...] = (
         "1 for the rollout's current phase",
         ("deployment", "phase"),
         "rollout_controller",
+        values={"phase": tuple(p.value for p in rollout.Phase)},
     ),
     Metric(
         "ctloop_rollout_canary_weight",
@@ -227,13 +272,15 @@ METRICS: tuple[Metric, ...] = (
         "Check evaluations, by check and result (passed, failed, no_data)",
         ("deployment", "check", "result"),
         "rollout_controller",
+        values={"result": ("passed", "failed", "no_data")},
     ),
     Metric(
         "ctloop_rollout_outcomes_total",
         "counter",
-        "Finished rollouts, by outcome (promoted, rolled_back, failed, superseded, aborted)",
+        "Finished rollouts, by outcome (contracts.rollout.Outcome: promoted, rolled_back, failed, aborted, superseded)",
         ("deployment", "outcome"),
         "rollout_controller",
+        values={"outcome": tuple(o.value for o in rollout.Outcome)},
     ),
 )
 
@@ -247,6 +294,21 @@ def metric(name: str) -> Metric:
 def series_names() -> set[str]:
     """Every series name a PromQL expression may use."""
     return {s for m in METRICS for s in m.series()}
+
+
+def undeclared(registry) -> list[str]:
+    """Samples in a prometheus-client registry whose labels take values their metric does not declare."""
+    by_series = {s: m for m in METRICS for s in m.series()}
+    found = []
+    for family in registry.collect():
+        for sample in family.samples:
+            m = by_series.get(sample.name)
+            if m is None:
+                continue  # a _created timestamp, or a metric not ctloop's
+            for label, allowed in m.values.items():
+                if sample.labels.get(label) not in allowed:
+                    found.append(f"{sample.name}{{{label}={sample.labels.get(label)!r}}}: declared {allowed}")
+    return sorted(set(found))
 
 
 def build(exporter: str, registry) -> dict[str, object]:

@@ -10,18 +10,19 @@ from pathlib import Path
 
 from ctloop import __version__
 
-# The images install their lock beside the environment (see images/*/Dockerfile).
+# Every environment carries the lock it was installed from: the images at /opt/venv (images/Dockerfile), the local
+# environments in .venvs/<image> (`make setup` copies it there), so what ran can be named the same way in both.
 IMAGE_LOCK_IN_ENV = "ctloop-image.lock"
 
 
 def code_version() -> str:
-    """ctloop's version, plus the git commit when known (CTLOOP_GIT_SHA in images, git in a checkout)."""
+    """ctloop's version, plus the git commit when known (CTLOOP_GIT_SHA in images; in a checkout, the commit of
+    the repository the running code was loaded from)."""
     sha = os.environ.get("CTLOOP_GIT_SHA")
     if not sha:
-        root = Path(__file__).resolve().parents[2]
         try:
             sha = subprocess.run(
-                ["git", "-C", str(root), "rev-parse", "--short=12", "HEAD"],
+                ["git", "-C", str(Path(__file__).resolve().parent), "rev-parse", "--short=12", "HEAD"],
                 capture_output=True, text=True, timeout=5, check=True,
             ).stdout.strip()  # fmt: skip
         except (OSError, subprocess.SubprocessError):
@@ -29,14 +30,7 @@ def code_version() -> str:
     return f"{__version__}+{sha}" if sha else __version__
 
 
-def image_lock_sha256(image: str) -> str | None:
-    """sha256 of the image's requirements.lock: inside an image, the copy in the environment; in a checkout,
-    images/<image>/requirements.lock (the local environment carries the same pins)."""
-    candidates = [
-        Path(sys.prefix) / IMAGE_LOCK_IN_ENV,
-        Path(__file__).resolve().parents[2] / "images" / image / "requirements.lock",
-    ]
-    for path in candidates:
-        if path.is_file():
-            return hashlib.sha256(path.read_bytes()).hexdigest()
-    return None
+def image_lock_sha256() -> str | None:
+    """sha256 of the lock the running environment was installed from, or None when it carries none."""
+    path = Path(sys.prefix) / IMAGE_LOCK_IN_ENV
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.is_file() else None

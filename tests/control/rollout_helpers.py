@@ -8,8 +8,8 @@ from pathlib import Path
 import yaml
 
 from ctloop import config
+from ctloop.contracts.registry import CANDIDATE, CHAMPION, STATUS_TAG
 from ctloop.services.rollout_controller import checks
-from ctloop.services.rollout_controller.registry import CANDIDATE, CHAMPION, STATUS_TAG
 
 ROOT = Path(__file__).resolve().parents[2]
 POLICY = {"mode": "shadow-then-canary", "steps": [10, 50, 100], "interval_s": 10, "min_requests": 50,

@@ -4,63 +4,29 @@ dev environment, which has the server; the control image has only the client), w
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 
-import httpx
 import pytest
 import yaml
 
 from ctloop import deployment_target, mlflow_client
-from ctloop.services.rollout_controller import registry as rollout_registry
-from ctloop.services.rollout_controller import sdep as shape
-from ctloop.services.rollout_controller import status
+from ctloop.contracts import registry as rollout_registry
+from ctloop.contracts import rollout as status
+from ctloop.contracts import seldon as shape
+from ctloop.contracts.rollout import Phase
 from ctloop.services.rollout_controller.controller import Controller
-from ctloop.services.rollout_controller.status import Phase
 
 from . import rollout_helpers as h
 
-MLFLOW = h.ROOT / ".venvs" / "dev" / "bin" / "mlflow"
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600),
-              pytest.mark.skipif(not MLFLOW.exists(), reason="needs the dev environment's MLflow server")]  # fmt: skip
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 MODEL = "ctloop-credit-risk"
 
 
-@pytest.fixture(scope="module")
-def mlflow_url(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("mlflow")
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    log = folder / "mlflow.log"
-    process = subprocess.Popen(
-        [str(MLFLOW), "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1", "--backend-store-uri",
-         f"sqlite:///{folder / 'mlflow.db'}", "--default-artifact-root", (folder / "artifacts").as_uri(),
-         "--no-serve-artifacts"],
-        stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
-    )  # fmt: skip
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        assert process.poll() is None, log.read_text()[-2000:]
-        try:
-            if httpx.get(f"{url}/health", timeout=2).status_code == 200:
-                break
-        except httpx.HTTPError:
-            time.sleep(0.5)
-    yield url
-    os.killpg(process.pid, signal.SIGTERM)
-    process.wait(30)
-
-
 @pytest.fixture
-def world(tmp_path, mlflow_url):
+def world(tmp_path, mlflow_server):
     settings = h.settings(tmp_path / "state", mode="canary", steps=[50, 100])
-    settings.endpoints.mlflow.tracking_uri = mlflow_url
+    settings.endpoints.mlflow.tracking_uri = mlflow_server
     settings.endpoints.mlflow.registered_model = f"{MODEL}-{tmp_path.name[-12:]}".replace("_", "-")
     client = mlflow_client.connect(settings)
     name = settings.endpoints.mlflow.registered_model
@@ -74,7 +40,7 @@ def world(tmp_path, mlflow_url):
     raw = yaml.safe_load((h.ROOT / "ctloop.yaml").read_text())
     raw["rollout"] = settings.rollout.dict()
     raw["local"]["state_dir"] = settings.local.state_dir
-    raw["endpoints"]["mlflow"] = {"tracking_uri": mlflow_url, "registered_model": name}
+    raw["endpoints"]["mlflow"] = {"tracking_uri": mlflow_server, "registered_model": name}
     config.write_text(yaml.safe_dump(raw))
     return {"settings": settings, "client": client, "name": name, "config": config, "tmp": tmp_path}
 

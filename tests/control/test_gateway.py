@@ -17,9 +17,10 @@ import httpx
 import pytest
 import uvicorn
 
-from ctloop.services.gateway import state
-from ctloop.services.gateway.app import Gateway
-from ctloop.services.gateway.predictors import Pool, free_port, model_version
+from ctloop import deployment_target
+from ctloop.contracts import seldon
+from ctloop.local.gateway.app import Gateway
+from ctloop.local.gateway.predictors import Pool, free_port
 
 ECHO = Path(__file__).with_name("echo_predictor.py")
 pytestmark = pytest.mark.timeout(300)
@@ -30,7 +31,7 @@ def echo_launcher(tmp: Path):
         params = {p["name"]: p["value"] for p in predictor["graph"].get("parameters", [])}
         env = {"ECHO_DELAY": params.get("delay", "0"), "ECHO_FAIL": params.get("fail", "0"),
                "ECHO_COUNT_FILE": str(tmp / f"count-{predictor['name']}")}  # fmt: skip
-        return [sys.executable, str(ECHO), str(port), predictor["name"], model_version(predictor)], env
+        return [sys.executable, str(ECHO), str(port), predictor["name"], seldon.model_version(predictor)], env
 
     return launch
 
@@ -57,11 +58,21 @@ def sdep(*predictors) -> dict:
     }
 
 
+def publish(root: Path, sdep: dict) -> None:
+    """Create the SeldonDeployment, or replace its spec: what the deploy step and the controller do."""
+    target = deployment_target.LocalTarget(root)
+    namespace, name = sdep["metadata"]["namespace"], sdep["metadata"]["name"]
+    if target.get(namespace, name) is None:
+        target.create(sdep)
+    else:
+        deployment_target.update(target, namespace, name, lambda current: {**current, "spec": sdep["spec"]})
+
+
 class Running:
     def __init__(self, tmp: Path, deployment: dict):
         self.tmp = tmp
         self.root = tmp / "deployments"
-        state.write(self.root, deployment)
+        publish(self.root, deployment)
         self.gateway = Gateway(self.root, Pool(echo_launcher(tmp), tmp / "predictors", drain_timeout=10),
                                poll_s=0.2, seed=7)  # fmt: skip
         self.port = free_port()
@@ -185,7 +196,7 @@ def test_swapping_a_predictor_under_load_drops_no_request(tmp_path):
         for w in workers:
             w.start()
         time.sleep(1.0)
-        state.write(g.root, sdep(predictor("main", 100, model_version="2", delay="0.05")))
+        publish(g.root, sdep(predictor("main", 100, model_version="2", delay="0.05")))
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and not (results and results[-1][1] == "2"):
             time.sleep(0.1)
@@ -216,7 +227,7 @@ def test_real_model_servers_behind_the_gateway(tmp_path):
     """The serve environment's model server, started by the gateway as Seldon's operator would configure it."""
     import subprocess
 
-    from ctloop.services.gateway.predictors import seldon_launcher
+    from ctloop.local.gateway.predictors import seldon_launcher
 
     root = Path(__file__).resolve().parents[2]
     subprocess.run([str(root / ".venvs" / "train" / "bin" / "python"), str(root / "tests" / "serve" / "make_model.py"),
@@ -226,7 +237,7 @@ def test_real_model_servers_behind_the_gateway(tmp_path):
     main = predictor("main", 100, model_version="4")
     main["graph"]["modelUri"] = model_uri
     deployments = tmp_path / "deployments"
-    state.write(deployments, sdep(main))
+    publish(deployments, sdep(main))
     gateway = Gateway(deployments, Pool(seldon_launcher(root / ".venvs"), tmp_path / "predictors"), poll_s=0.5)
     port = free_port()
     server = uvicorn.Server(uvicorn.Config(gateway.app(), host="127.0.0.1", port=port, log_level="warning"))

@@ -23,7 +23,8 @@ import pytest
 import uvicorn
 import yaml
 
-from ctloop import config, signing
+from ctloop import config, metric_names
+from ctloop.contracts import signing
 from ctloop.metric_names import series_names
 from ctloop.services.retrain_webhook import launchers
 from ctloop.services.retrain_webhook.app import build
@@ -166,6 +167,8 @@ def request(key: str = "k-1", **changes) -> dict:
 def served(tmp_path):
     with Served(tmp_path, raw_settings(tmp_path), launcher=RecordingLauncher()) as s:
         yield s
+        # whatever the test sent, the webhook counted only label values the alert rules may select
+        assert metric_names.undeclared(s.webhook.metrics.registry) == []
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -702,12 +705,13 @@ def test_ctloop_retrain_signs_sends_and_reports(tmp_path):
     raw = raw_settings(tmp_path, {"cooldown_s": 900})
     with Served(tmp_path, raw, launcher=RecordingLauncher()) as served:
         cli_config = tmp_path / "cli.yaml"
-        cli_config.write_text(yaml.safe_dump({**raw, "endpoints": {"webhook": {"url": served.url}}}))
+        # mode local: the CLI talks to the local stack's webhook, at local.webhook_port
+        cli_config.write_text(yaml.safe_dump({**raw, "local": {**raw.get("local", {}), "webhook_port": served.port}}))
 
         def ctloop(*args, secret=SECRET):
             env = {k: v for k, v in os.environ.items() if not k.startswith("CTLOOP_")}
             env["CTLOOP_WEBHOOK_SECRET"] = secret
-            return subprocess.run([str(DEV_PYTHON), "-m", "ctloop.cli", "retrain", "-c", str(cli_config), *args],
+            return subprocess.run([str(DEV_PYTHON), "-m", "ctloop.local.cli", "retrain", "-c", str(cli_config), *args],
                                   capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
 
         first = ctloop("--reason", "new span landed", "--data", "s3://spans/2026-03", "--key", "manual-1")
@@ -737,7 +741,7 @@ def test_ctloop_retrain_signs_sends_and_reports(tmp_path):
 @pytest.mark.timeout(1500)
 def test_a_retrain_request_starts_a_real_local_pipeline_run(tmp_path, mlflow_server):
     span = tmp_path / "spans" / "clean"
-    generate = subprocess.run([str(DEV_PYTHON), "-m", "ctloop.cli", "data", "generate", "--rows", "8000", "--out",
+    generate = subprocess.run([str(DEV_PYTHON), "-m", "ctloop.local.cli", "data", "generate", "--rows", "8000", "--out",
                                str(span), "--seed", "3"], capture_output=True, text=True)  # fmt: skip
     assert generate.returncode == 0, generate.stderr
     raw = raw_settings(tmp_path, {"run_poll_s": 1.0}, local={"venvs_dir": str(ROOT / ".venvs")})

@@ -13,8 +13,8 @@ import pytest
 
 from ctloop import deployment_target
 from ctloop.components.deploy import executor
+from ctloop.contracts.rollout import Phase
 from ctloop.services.rollout_controller.controller import Controller
-from ctloop.services.rollout_controller.status import Phase
 
 from . import rollout_helpers as h
 from . import test_gateway as gw

@@ -16,10 +16,10 @@ import pytest
 
 from ctloop import deployment_target
 from ctloop.components.deploy import executor
-from ctloop.services.rollout_controller import sdep as shape
-from ctloop.services.rollout_controller import status
+from ctloop.contracts import rollout as status
+from ctloop.contracts import seldon as shape
+from ctloop.contracts.rollout import Phase
 from ctloop.services.rollout_controller.controller import Controller
-from ctloop.services.rollout_controller.status import Phase
 
 from . import rollout_helpers as h
 

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ctloop import deployment_target
+from ctloop import deployment_target, metric_names
 from ctloop.components.deploy import executor
-from ctloop.services.rollout_controller import sdep as shape
-from ctloop.services.rollout_controller import status
+from ctloop.contracts import rollout as status
+from ctloop.contracts import seldon as shape
+from ctloop.contracts.rollout import Phase
 from ctloop.services.rollout_controller.controller import Controller
-from ctloop.services.rollout_controller.status import Phase
 
 from . import rollout_helpers as h
 
@@ -59,7 +59,9 @@ class World:
 def world(tmp_path):
     w = World(tmp_path)
     assert w.deploy("1").action == "first_deployment"
-    return w
+    yield w
+    # whatever the test made the controller do, it counted only label values the alert rules may select
+    assert metric_names.undeclared(w.controller.metrics.registry) == []
 
 
 def test_first_deployment_serves_the_candidate_as_main_and_makes_it_champion(world):
@@ -180,7 +182,10 @@ def test_no_traffic_never_promotes_and_the_deadline_rolls_back(tmp_path):
         record = w.tick()
         assert record.phase == Phase.progressing and record.weight == 10 and "waiting for traffic" in record.reason
     record = w.tick(20)
-    assert record.phase == Phase.failed and record.failed_checks[0] == "deadline"
+    assert record.phase == Phase.failed and record.failed_checks[0] == "deadline" and record.outcome == "failed"
+    counted = w.controller.metrics.registry.get_sample_value(
+        "ctloop_rollout_outcomes_total", {"deployment": NAME, "outcome": "failed"})  # fmt: skip
+    assert counted == 1 and metric_names.undeclared(w.controller.metrics.registry) == []
 
 
 def test_restart_mid_rollout_resumes_where_it_was(world):

@@ -21,10 +21,10 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 
 from ctloop import deployment_target
 from ctloop.components.deploy import executor
+from ctloop.contracts.rollout import Phase
 from ctloop.metric_names import metric
 from ctloop.services.rollout_controller import checks
 from ctloop.services.rollout_controller.controller import Controller
-from ctloop.services.rollout_controller.status import Phase
 
 from . import rollout_helpers as h
 
@@ -204,3 +204,4 @@ def test_real_prometheus_outage_pauses_then_rolls_back(tmp_path, prometheus):
     record, seen, _ = run_rollout(tmp_path, prometheus["url"], stop_when, prometheus_outage_s=4, min_requests=10**9)
     assert any(reason.startswith("paused") for phase, _, reason in seen if phase == Phase.progressing), seen
     assert record.phase == Phase.failed and record.failed_checks == ["prometheus_unreachable"]
+    assert record.outcome == "failed"

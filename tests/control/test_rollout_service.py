@@ -16,10 +16,10 @@ import yaml
 from click.testing import CliRunner
 
 from ctloop import deployment_target
-from ctloop.cli import main as cli
 from ctloop.components.deploy import executor
-from ctloop.services.rollout_controller import status
-from ctloop.services.rollout_controller.status import Phase
+from ctloop.contracts import rollout as status
+from ctloop.contracts.rollout import Phase
+from ctloop.local.cli import main as cli
 
 from . import rollout_helpers as h
 

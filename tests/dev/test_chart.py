@@ -1,6 +1,6 @@
 """The Helm chart (helm/ctloop), rendered by Helm's own engine (helm-python-sdk binds Helm 4's Go SDK as a shared
 library; no helm binary and no cluster): lint, schema, every rendered object against the Kubernetes OpenAPI schemas
-(kubernetes-validate) and the custom resources against their CRD schemas (../shared/crds, when present), the
+(kubernetes-validate) and the custom resources against their CRD schemas (vendored in tests/crds), the
 restricted Pod Security Standard on every pod template, the service contract, RBAC, and no secret values.
 Nothing here is installed on a cluster."""
 
@@ -23,7 +23,7 @@ from ctloop import config
 
 ROOT = Path(__file__).resolve().parents[2]
 CHART = ROOT / "helm" / "ctloop"
-CRDS = ROOT.parent / "shared" / "crds"
+CRDS = ROOT / "tests" / "crds"
 KUBERNETES_VERSION = "1.30.0"
 MONITORING_API = "monitoring.coreos.com/v1"
 RELEASE, NAMESPACE = "ctloop", "ctloop"
@@ -161,10 +161,7 @@ def test_the_kubernetes_schema_check_can_fail(chart):
 
 
 def crd_schema(file: str) -> dict:
-    path = CRDS / file
-    if not path.exists():
-        pytest.skip(f"the CRD schemas are not beside this checkout ({CRDS}); custom resources not validated")
-    return _crd_schema(path)
+    return _crd_schema(CRDS / file)
 
 
 @functools.lru_cache

@@ -11,7 +11,7 @@ import pytest
 
 from ctloop import __version__
 
-CTLOOP = [sys.executable, "-m", "ctloop.cli"]
+CTLOOP = [sys.executable, "-m", "ctloop.local.cli"]
 
 
 def ctloop(*args, cwd=None):

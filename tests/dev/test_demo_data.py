@@ -1,4 +1,4 @@
-"""Tests for ctloop.demo_data: determinism, shape, a learnable label, and that each drift kind is what it claims."""
+"""ctloop.local.demo_data: determinism, shape, a learnable label, and that each drift kind is what it claims."""
 
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from sklearn.metrics import roc_auc_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from ctloop import demo_data
 from ctloop.errors import BadInputError
+from ctloop.local import demo_data
 
 ROWS = 20_000
 NUMERIC = [f["name"] for f in demo_data.generate(1_000, 0)[1]["features"] if f["type"] == "numeric"]
@@ -223,7 +223,7 @@ def test_manifest_matches_the_file_and_the_file_round_trips(tmp_path: Path, fmt:
     assert manifest["file"] == f"data.{fmt}" and manifest["format"] == fmt
     assert manifest["sha256"] == hashlib.sha256(data).hexdigest()
     assert json.loads((tmp_path / "manifest.json").read_text()) == manifest
-    assert manifest["generator"] == "ctloop.demo_data" and manifest["version"] == 1 and manifest["seed"] == 5
+    assert manifest["generator"] == "ctloop.local.demo_data" and manifest["version"] == 1 and manifest["seed"] == 5
 
     if fmt == "parquet":
         back = pd.read_parquet(io.BytesIO(data))

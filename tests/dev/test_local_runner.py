@@ -12,7 +12,7 @@ import pytest
 from kfp import compiler, dsl
 
 from ctloop.errors import BadInputError
-from ctloop.pipelines import local_runner
+from ctloop.local import runner as local_runner
 
 ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "local/ctloop-dev:test"  # the runner maps ctloop-<image> to .venvs/<image>

@@ -79,10 +79,8 @@ def dashboard_expressions() -> dict[str, str]:
 
 
 def controller_expressions() -> dict[str, str]:
-    try:
-        from ctloop.services.rollout_controller import checks
-    except ImportError as e:  # the controller's module is not importable in this environment
-        pytest.skip(f"rollout controller checks not importable here: {e}")
+    from ctloop.services.rollout_controller import checks
+
     return {f"rollout check {k}": v for k, v in checks.queries("credit-risk", "canary", 300, 600).items()}
 
 
@@ -153,6 +151,71 @@ def test_series_in_finds_metric_names_only():
         "max(bar:ratio offset 30m) > 1.5e3 and on (d) histogram_quantile(0.9, baz_bucket) or vector(0)"
     )
     assert series_in(expr) == {"foo_total", "bar:ratio", "baz_bucket"}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Label values: an alert that selects a value no code emits cannot fire.
+
+# Labels whose values come from the deployment, the data or the registry (names, versions, features, segments),
+# and the ones Prometheus adds to every target: no closed set to check against.
+OPEN_LABELS = {"deployment", "deployment_name", "predictor_version", "model_version", "model_name", "model_image",
+               "feature", "test", "segment", "value", "check", "decision", "pipeline", "job", "instance"}  # fmt: skip
+_SELECTOR = re.compile(r"([a-zA-Z_:][\w:]*)\s*\{([^}]*)\}")
+_MATCHER = re.compile(r'([a-zA-Z_]\w*)\s*(=~|!~|!=|=)\s*"((?:[^"\\]|\\.)*)"')
+
+
+def selections(expr: str) -> list[tuple[str, str, str, str]]:
+    """(series, label, operator, value) of every label matcher in an expression or a promtool series."""
+    return [(s, *m) for s, body in _SELECTOR.findall(expr) for m in _MATCHER.findall(body)]
+
+
+def undeclared_selections(expr: str) -> list[str]:
+    """Matchers on ctloop's series that can match no value the code emits (metric_names declares them)."""
+    by_series = {s: m for m in metric_names.METRICS for s in m.series()}
+    problems = []
+    for series, label, op, value in selections(expr):
+        m = by_series.get(series)
+        if m is None or label in OPEN_LABELS:
+            continue  # a recorded series, or a label with no closed set of values
+        if label == "le":
+            emitted = [f"{b}" for b in m.buckets] + ["+Inf"]
+            ok = any(float(value) == float(b) for b in emitted)
+        elif label == "code":
+            ok = any(re.fullmatch(value, str(code)) for code in range(100, 600))
+        elif not m.values.get(label):
+            problems.append(f"{series}: {label} declares no values in ctloop.metric_names")
+            continue
+        elif op in ("=", "!="):
+            ok = value in m.values[label]
+        else:
+            ok = any(re.fullmatch(value, v) for v in m.values[label])
+        if not ok:
+            problems.append(f'{series}{{{label}{op}"{value}"}}: emitted values are {m.values.get(label)}')
+    return problems
+
+
+def test_undeclared_selections_finds_values_no_code_emits():
+    assert undeclared_selections('increase(ctloop_rollout_outcomes_total{outcome="rolled_back"}[5m])') == []
+    assert undeclared_selections('ctloop_rollout_outcomes_total{outcome=~"rolled_back|failed"}') == []
+    assert undeclared_selections('ctloop_rollout_outcomes_total{outcome="exploded"}')
+    assert undeclared_selections('ctloop_rollout_outcomes_total{outcome=~"explo.*"}')
+    assert undeclared_selections('ctloop_watcher_feedback_total{predictor="blue"}')
+    assert undeclared_selections('rate(seldon_api_executor_server_requests_seconds_bucket{le="0.3"}[5m])')
+    assert undeclared_selections('seldon_api_executor_server_requests_seconds_count{code=~"6.."}')
+    assert undeclared_selections('ctloop_webhook_queue_depth{flavour="x"}')  # a label with no declared values
+
+
+def rule_test_series() -> dict[str, str]:
+    return {f"{path.name}: {s['series']}": s["series"] for path in RULE_TESTS
+            for case in yaml.safe_load(path.read_text())["tests"] for s in case.get("input_series", [])}  # fmt: skip
+
+
+@pytest.mark.parametrize("source", ["rules", "rule tests", "dashboards", "rollout checks"])
+def test_selectors_name_only_label_values_the_code_emits(source):
+    expressions = {"rules": rule_expressions, "rule tests": rule_test_series, "dashboards": dashboard_expressions,
+                   "rollout checks": controller_expressions}[source]()  # fmt: skip
+    problems = {where: found for where, expr in expressions.items() if (found := undeclared_selections(expr))}
+    assert problems == {}
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -31,7 +31,7 @@ def compiled(tmp_path, **changes) -> dict:
 def test_committed_pipeline_is_current(tmp_path):
     """CI fails when the committed IR is stale: run `ctloop pipeline compile` and commit the result."""
     result = subprocess.run(
-        [sys.executable, "-m", "ctloop.cli", "pipeline", "compile", "--config", "ctloop.yaml",
+        [sys.executable, "-m", "ctloop.local.cli", "pipeline", "compile", "--config", "ctloop.yaml",
          "--out", str(tmp_path / "ir.yaml"), "--kubernetes-out", str(tmp_path / "k8s.yaml")],
         capture_output=True, text=True, cwd=ROOT,
     )  # fmt: skip
@@ -98,6 +98,28 @@ def test_caching_retries_and_resources(tmp_path):
     assert "accelerator" not in resources
 
 
+def test_register_gets_every_input_from_its_producer(tmp_path):
+    """Wired by name; the reference sample, schema and report are optional to register, so only this says they
+    are given."""
+    ir = compiled(tmp_path)
+    inputs = ir["components"]["comp-condition-2"]["dag"]["tasks"]["register"]["inputs"]
+    assert {name: a["componentInputArtifact"] for name, a in inputs["artifacts"].items()} == {
+        "model": "pipelinechannel--train-2-model",
+        "blessing": "pipelinechannel--validate-segments-blessing",
+        "reference_sample": "pipelinechannel--train-2-reference_sample",
+        "schema": "pipelinechannel--validate-data-schema",
+        "segment_report": "pipelinechannel--validate-segments-report",
+    }
+    parameters = {name: p.get("componentInputParameter") for name, p in inputs["parameters"].items()}
+    assert parameters == {
+        "config": "pipelinechannel--config",
+        "data_uri": "pipelinechannel--data_uri",
+        "fingerprint": "pipelinechannel--validate-data-fingerprint",
+        "mlflow_run_id": "pipelinechannel--train-2-mlflow_run_id",
+        "pipeline_run_id": None,  # the job id placeholder
+    }
+
+
 def test_without_search_there_is_one_train(tmp_path):
     ir = compiled(tmp_path, model={"search": []})
     assert set(ir["root"]["dag"]["tasks"]) == {"validate-data", "train", "validate-segments", "condition-1"}
@@ -128,7 +150,7 @@ def test_kubernetes_native_objects():
 def test_compile_rejects_a_broken_config(tmp_path, flag):
     (tmp_path / "bad.yaml").write_text("data: {uri: x}\nfeatures: []\n")
     result = subprocess.run(
-        [sys.executable, "-m", "ctloop.cli", "pipeline", "compile", "--config", str(tmp_path / "bad.yaml"),
+        [sys.executable, "-m", "ctloop.local.cli", "pipeline", "compile", "--config", str(tmp_path / "bad.yaml"),
          flag, str(tmp_path / "x.yaml")],
         capture_output=True, text=True,
     )  # fmt: skip

@@ -12,10 +12,10 @@ import pytest
 import yaml
 from mlflow.tracking import MlflowClient
 
-from ctloop import demo_data
+from ctloop.local import demo_data
 
 ROOT = Path(__file__).resolve().parents[2]
-CTLOOP = [sys.executable, "-m", "ctloop.cli"]
+CTLOOP = [sys.executable, "-m", "ctloop.local.cli"]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
 
 
@@ -43,8 +43,9 @@ def stack(tmp_path_factory):
             return s.getsockname()[1]
 
     folder = tmp_path_factory.mktemp("stack")
-    local = {"state_dir": str(folder / "state"), "venvs_dir": str(ROOT / ".venvs"), "mlflow_port": free(),
-             "prometheus_port": free(), "gateway_port": free()}  # fmt: skip
+    services = ("mlflow", "prometheus", "gateway", "webhook", "watcher", "rollout")
+    local = {"state_dir": str(folder / "state"), "venvs_dir": str(ROOT / ".venvs"),
+             **{f"{name}_port": free() for name in services}}  # fmt: skip
     config = write_config(folder / "ctloop.yaml", local)
     up = subprocess.run([*CTLOOP, "up", "-c", str(config)], capture_output=True, text=True)
     assert up.returncode == 0, up.stderr

@@ -17,7 +17,7 @@ from ctloop.pipelines import submit
 from .kfp_emulator import Emulator
 
 ROOT = Path(__file__).resolve().parents[2]
-CTLOOP = [sys.executable, "-m", "ctloop.cli"]
+CTLOOP = [sys.executable, "-m", "ctloop.local.cli"]
 
 
 @pytest.fixture

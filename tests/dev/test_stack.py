@@ -1,5 +1,6 @@
 """`ctloop up`, `status` and `down` with the real servers: MLflow (SQLite), Prometheus (Debian's package), the
-gateway, the retrain webhook, the drift watcher and the rollout controller."""
+gateway, the retrain webhook, the drift watcher and the rollout controller. Run as a user would: from a folder
+outside the repository that holds a ctloop.yaml of its own, with the environments found beside the running one."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ import yaml
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
 
-CTLOOP = [sys.executable, "-m", "ctloop.cli"]
+CTLOOP = [sys.executable, "-m", "ctloop.local.cli"]
 
 
 @pytest.fixture
@@ -31,16 +32,15 @@ def stack_config(tmp_path, free_port, example_config_text):
         watcher_port=free_port(),
         rollout_port=free_port(),
         scrape_interval_s=1,
-        venvs_dir=str(Path(__file__).resolve().parents[2] / ".venvs"),
     )
     path = tmp_path / "ctloop.yaml"
     path.write_text(yaml.safe_dump(raw))
     yield path, raw["local"]
-    subprocess.run([*CTLOOP, "down", "-c", str(path)], capture_output=True)
+    subprocess.run([*CTLOOP, "down"], capture_output=True, cwd=tmp_path)
 
 
-def ctloop(*args, check=True):
-    result = subprocess.run([*CTLOOP, *args], capture_output=True, text=True)
+def ctloop(*args, check=True, cwd=None, env=None):
+    result = subprocess.run([*CTLOOP, *args], capture_output=True, text=True, cwd=cwd, env=env)
     if check and result.returncode != 0:
         raise AssertionError(f"ctloop {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}")
     return result
@@ -79,7 +79,7 @@ def test_up_status_down(stack_config):
 
     assert ctloop("status", "-c", str(path), check=False).returncode == 1  # nothing runs yet
 
-    ctloop("up", "-c", str(path))
+    ctloop("up", cwd=path.parent)  # ./ctloop.yaml, in a folder of the user's
     # up returns only once both answer their health endpoints
     assert urlopen(f"{mlflow}/health", timeout=5).read().strip() == b"OK"
     assert urlopen(f"{prometheus}/-/ready", timeout=5).status == 200
@@ -113,6 +113,12 @@ def test_up_status_down(stack_config):
     ctloop("up", "-c", str(path))
     assert pids(state) == first
 
+    # `ctloop retrain` as the README shows it, with no secret exported: it signs with the stack's own
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CTLOOP_")}
+    asked = ctloop("retrain", "--reason", "tried from the README", "--data", str(path.parent / "no-span"),
+                   cwd=path.parent, env=env)  # fmt: skip
+    assert asked.stdout.startswith("202 ") and json.loads(asked.stdout[4:])["decision"] == "accepted"
+
     groups = {name: group_members(pid) for name, pid in first.items()}
     ctloop("down", "-c", str(path))
     assert not any(alive(pid) for members in groups.values() for pid in members)
@@ -130,6 +136,18 @@ def test_up_refuses_a_taken_port_and_leaves_nothing_running(stack_config):
         result = ctloop("up", "-c", str(path), check=False)
     assert result.returncode != 0
     assert f"port {local['prometheus_port']}" in result.stderr and "prometheus" in result.stderr
+    assert pids(path.parent / ".ctloop") == {}
+
+
+def test_missing_environments_are_one_line_naming_the_setting(stack_config):
+    path, _ = stack_config
+    raw = yaml.safe_load(path.read_text())
+    raw["local"]["venvs_dir"] = str(path.parent / "no-venvs")
+    path.write_text(yaml.safe_dump(raw))
+    result = ctloop("up", check=False, cwd=path.parent)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    (line,) = result.stderr.strip().splitlines()
+    assert "local.venvs_dir" in line and str(path.parent / "no-venvs" / "control" / "bin" / "python") in line
     assert pids(path.parent / ".ctloop") == {}
 
 

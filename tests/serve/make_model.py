@@ -8,8 +8,9 @@ import json
 import sys
 from pathlib import Path
 
-from ctloop import config, demo_data, model_format, policy
+from ctloop import config, model_format, policy
 from ctloop.components.train import executor
+from ctloop.local import demo_data
 
 out = Path(sys.argv[1])
 root = Path(__file__).resolve().parents[2]

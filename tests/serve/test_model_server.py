@@ -18,11 +18,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from ctloop.contracts import seldon_message
 from ctloop.errors import BadInputError
 from ctloop.services.model_server.scoring import ScoringModel
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.timeout(600)
+
+
+def _rows(json_data):
+    return seldon_message.rows({"jsonData": json_data})
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +60,7 @@ def test_column_order_and_json_rows_do_not_matter(model, trained):
     names, rows = table(trained, 5)
     reordered = list(reversed(names))
     assert np.allclose(model.score(reordered, [list(reversed(r)) for r in rows]).scores, trained["scores"][:5])
-    json_names, json_rows = ScoringModel.rows_from_json(trained["rows"][:5])
+    json_names, json_rows = _rows(trained["rows"][:5])
     assert np.allclose(model.score(json_names, json_rows).scores, trained["scores"][:5])
 
 
@@ -83,17 +88,17 @@ def test_bad_rows_name_the_feature(model, trained, change, words):
     row = dict(trained["rows"][0])
     change(row)
     with pytest.raises(BadInputError) as excinfo:
-        model.score(*ScoringModel.rows_from_json(row))
+        model.score(*_rows(row))
     assert words in str(excinfo.value)
 
 
 def test_missing_values_are_allowed_and_unseen_categories_can_be_missing(model, trained):
     row = dict(trained["rows"][0], income=None, region=None)
-    assert np.isfinite(model.score(*ScoringModel.rows_from_json(row)).scores).all()
+    assert np.isfinite(model.score(*_rows(row)).scores).all()
     model.spec["unseen_category"] = "missing"
     try:
-        unseen = model.score(*ScoringModel.rows_from_json(dict(trained["rows"][0], channel="fax"))).scores
-        absent = model.score(*ScoringModel.rows_from_json(dict(trained["rows"][0], channel=None))).scores
+        unseen = model.score(*_rows(dict(trained["rows"][0], channel="fax"))).scores
+        absent = model.score(*_rows(dict(trained["rows"][0], channel=None))).scores
         assert unseen == pytest.approx(absent)
     finally:
         model.spec["unseen_category"] = "reject"

@@ -134,7 +134,7 @@ def test_microservice_predicts_over_http_and_grpc_and_exposes_metrics(microservi
         },
     )
 
-    grpc = pytest.importorskip("grpc")
+    import grpc
     from seldon_core.proto import prediction_pb2_grpc
     from seldon_core.utils import json_to_seldon_message, seldon_message_to_json
 

@@ -12,12 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ctloop import config, demo_data, mlflow_client, model_format
+from ctloop import config, mlflow_client, model_format
 from ctloop.components.register import executor as register
 from ctloop.components.train import executor as train
 from ctloop.components.train import tracking
 from ctloop.components.validate_segments import executor as segments
+from ctloop.contracts.registry import Registry
 from ctloop.errors import NotReadyError
+from ctloop.local import demo_data
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(900)]
@@ -42,7 +44,7 @@ def train_and_judge(settings, tmp_path: Path, seed: int, client) -> dict:
                        result.model.metadata)  # fmt: skip
     result.frame.iloc[result.parts["test"]].to_parquet(out / "test.parquet", index=False)
     result.reference.to_parquet(out / "reference.parquet", index=False)
-    champion = segments.champion_from_registry(client, settings.endpoints.mlflow.registered_model)
+    champion = segments.champion_from_registry(Registry(client, settings.endpoints.mlflow.registered_model))
     judged = segments.run(str(out / "test.parquet"), str(out / "model"), settings, champion)
     (out / "blessing.json").write_bytes(judged.outputs()["blessing"])
     (out / "segments.html").write_bytes(judged.outputs()["report"])
@@ -71,9 +73,9 @@ def test_train_register_and_compare_with_the_champion(mlflow_server, tmp_path):
     # the training run carries params, metrics, the dataset with ctloop's digest, and lineage tags
     run = client.get_run(first["run_id"])
     assert run.data.metrics["test_roc_auc"] > 0.75 and run.data.params["tree_method"] == "hist"
-    digest = first["result"].fingerprint["sha256"][:32]
+    digest = first["result"].fingerprint.sha256[:32]
     assert [d.dataset.digest for d in run.inputs.dataset_inputs] == [digest]
-    assert run.data.tags["ctloop.dataset_sha256"] == first["result"].fingerprint["sha256"]
+    assert run.data.tags["ctloop.dataset_sha256"] == first["result"].fingerprint.sha256
     assert run.data.tags["ctloop.code_version"].startswith("0.")
     assert len(run.data.tags["ctloop.image_lock_sha256"]) == 64
 
@@ -87,7 +89,7 @@ def test_train_register_and_compare_with_the_champion(mlflow_server, tmp_path):
     version = client.get_model_version_by_alias("credit-risk-flow", "candidate")
     assert version.version == "1"
     assert version.tags["ctloop.pipeline_run_id"] == "run-11"
-    assert version.tags["ctloop.dataset_sha256"] == first["result"].fingerprint["sha256"]
+    assert version.tags["ctloop.dataset_sha256"] == first["result"].fingerprint.sha256
     assert version.tags["ctloop.blessed"] == "true"
     # the source is the physical location (what Seldon's storage initializer can copy), and it loads
     assert done.source.startswith("file://") and "models:/" not in done.source
@@ -127,7 +129,7 @@ def test_unblessed_model_is_refused_and_nothing_is_registered(mlflow_server, tmp
         [sys.executable, "-m", "ctloop.components.register", "--config", str(config_file),
          "--model", str(passed["out"] / "model"), "--blessing", str(passed["out"] / "blessing.json"),
          "--mlflow-run-id", passed["run_id"], "--data", passed["span"],
-         "--fingerprint", json.dumps(passed["result"].fingerprint)],
+         "--fingerprint", passed["result"].fingerprint.to_json()],
         capture_output=True, text=True,
     )  # fmt: skip
     assert result.returncode == 1

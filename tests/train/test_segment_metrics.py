@@ -469,8 +469,11 @@ def test_non_inferiority_is_skipped_without_a_champion():
     frame, y, score = _portfolio(2000, 6)
     rows = evaluate(frame, y, score, 0.5, SEGMENTS, resamples=10)
     blessing = gates.judge(rows, {"max_degradation": {"roc_auc": 0.02}})
-    assert blessing["champion"] is False and blessing["blessed"]
-    assert [c["check"] for c in blessing["checks"]] == ["coverage", "no_thresholds"]
+    assert blessing["champion"] is False and not blessing["blessed"]  # nothing was judged
+    assert [c["check"] for c in blessing["checks"]] == ["coverage", "no_gates"]
+    assert blessing["failed"][0]["detail"].startswith("gates configured but none applied")
+    allowed = gates.judge(rows, {"max_degradation": {"roc_auc": 0.02}, "allow_ungated": True})
+    assert allowed["blessed"] and [c["check"] for c in allowed["checks"]] == ["coverage", "no_gates"]
 
 
 def _fairness_rows(young_recall_hit: bool) -> list[dict]:
@@ -531,13 +534,16 @@ def test_gate_min_rows_is_applied_on_top_of_evaluate():
     assert small and small == {(i["segment"], i["value"]) for i in blessing["insufficient"]}
 
 
-def test_no_gates_is_explicit():
+def test_no_gates_is_no_blessing_unless_allowed():
     frame, y, score = _portfolio(1000, 10)
     rows = evaluate(frame, y, score, 0.5, SEGMENTS, resamples=10)
     blessing = gates.judge(rows, {"min_rows": 200, "bootstrap": 200})
-    assert blessing["blessed"]
-    (explicit,) = [c for c in blessing["checks"] if c["check"] == "no_thresholds"]
-    assert explicit["passed"] and explicit["detail"] == "no gates configured"
+    assert not blessing["blessed"]
+    (explicit,) = [c for c in blessing["checks"] if c["check"] == "no_gates"]
+    assert not explicit["passed"] and explicit["detail"].startswith("no gates configured")
+    allowed = gates.judge(rows, {"min_rows": 200, "bootstrap": 200, "allow_ungated": True})
+    (explicit,) = [c for c in allowed["checks"] if c["check"] == "no_gates"]
+    assert allowed["blessed"] and explicit["passed"] and "allow_ungated" in explicit["detail"]
 
 
 def test_misspelt_gates_are_errors_not_silent_passes():

@@ -11,9 +11,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from ctloop import config, demo_data, model_format
+from ctloop import config, model_format
 from ctloop.components.train import executor, splits
 from ctloop.errors import BadInputError
+from ctloop.local import demo_data
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -13,9 +13,10 @@ import pandas as pd
 import pytest
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
-from ctloop import config, datasets, demo_data
+from ctloop import config, datasets
 from ctloop.components.validate_data import executor, spec
 from ctloop.errors import BadInputError
+from ctloop.local import demo_data
 
 ROOT = Path(__file__).resolve().parents[2]
 ROWS = 20_000
@@ -165,11 +166,11 @@ def test_fingerprint_is_deterministic_and_follows_content(spans, tmp_path):
     shutil.copytree(spans["clean"], copy)
     assert datasets.read(str(copy)).fingerprint == first  # same bytes elsewhere: same fingerprint
     assert datasets.read(Path(spans["clean"]).as_uri()).fingerprint == first
-    assert first["rows"] == ROWS and first["files"] == 1 and len(first["sha256"]) == 64
+    assert first.rows == ROWS and first.files == 1 and len(first.sha256) == 64
     frame = pd.read_parquet(copy / "data.parquet")
     frame.loc[0, "age"] = 33 if frame.loc[0, "age"] != 33 else 34
     frame.to_parquet(copy / "data.parquet", index=False)
-    assert datasets.read(str(copy)).fingerprint["sha256"] != first["sha256"]
+    assert datasets.read(str(copy)).fingerprint.sha256 != first.sha256
 
 
 def test_csv_span_and_beam_directrunner_agree_with_in_memory(settings, tmp_path):

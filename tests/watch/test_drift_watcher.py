@@ -11,9 +11,10 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from ctloop import config, demo_data
+from ctloop import config, metric_names
+from ctloop.contracts import cloudevents
 from ctloop.errors import BadInputError
-from ctloop.services.drift_watcher import events
+from ctloop.local import demo_data
 from ctloop.services.drift_watcher.reference import ReferenceStore
 from ctloop.services.drift_watcher.watcher import Watcher
 
@@ -39,7 +40,7 @@ def make_watcher(tmp_path, settings, version: str = "1") -> Watcher:
 def feed(watcher: Watcher, rows: list[dict], prefix: str, version: str = "1") -> None:
     for i, row in enumerate(rows):
         for headers, body in traffic.events_for(row, f"{prefix}-{i}", version):
-            record = events.parse(headers, body)
+            record = cloudevents.parse(headers, body)
             if not watcher.duplicate(record):
                 watcher.apply(record)
 
@@ -75,6 +76,7 @@ def test_covariate_drift_is_confirmed_within_three_windows(tmp_path):
     assert len(pd.concat(pd.read_parquet(p) for p in Path(frozen).glob("*.parquet"))) > 900
     assert sample(watcher, "ctloop_watcher_drift_confirmed") == 0  # counted afresh after the trigger
     assert sample(watcher, "ctloop_watcher_windows_evaluated_total", drift="true") >= 2
+    assert metric_names.undeclared(watcher.registry) == []
 
 
 def test_a_long_stable_stream_triggers_nothing(tmp_path):
@@ -114,7 +116,7 @@ def test_live_accuracy_and_shadow_agreement_per_predictor(tmp_path):
             traffic.response_event(puid, f, "2", predictor="shadow", shift=0.5),
             traffic.feedback_event(puid, row["label"]),
         ):
-            watcher.apply(events.parse(headers, body))
+            watcher.apply(cloudevents.parse(headers, body))
     assert sum(len(r) for r in [watcher.window_rows]) == 200  # mirrored requests are not counted twice
     main = {"predictor": "main", "model_version": "1"}
     shadow = {"predictor": "shadow", "model_version": "2"}
@@ -128,11 +130,12 @@ def test_live_accuracy_and_shadow_agreement_per_predictor(tmp_path):
     assert agree + disagree == 200 and disagree > 0
     assert sample(watcher, "ctloop_watcher_segment_feedback_total", segment="region", **main) == 200
     assert sample(watcher, "ctloop_watcher_scores_count", **main) == 200
+    assert metric_names.undeclared(watcher.registry) == []
 
 
 def test_feedback_for_an_unknown_request_is_counted_not_fatal(tmp_path):
     watcher = make_watcher(tmp_path, settings_for(tmp_path))
-    watcher.apply(events.parse(*traffic.feedback_event("never-seen", 1)))
+    watcher.apply(cloudevents.parse(*traffic.feedback_event("never-seen", 1)))
     assert sample(watcher, "ctloop_watcher_rejected_events_total", reason="feedback_unmatched") == 1
 
 
@@ -145,7 +148,7 @@ def test_state_round_trips_through_json(tmp_path):
     second.restore(json.loads(json.dumps(first.state())))
     records = []
     for i, row in enumerate(rows[450:]):
-        records += [events.parse(h, b) for h, b in traffic.events_for(row, f"b-{i}", "1")]
+        records += [cloudevents.parse(h, b) for h, b in traffic.events_for(row, f"b-{i}", "1")]
     for watcher in (first, second):
         for record in records:
             watcher.apply(record)
@@ -156,23 +159,27 @@ def test_state_round_trips_through_json(tmp_path):
 @pytest.mark.parametrize(
     "headers, body, named",
     [
-        ({"Ce-Type": events.REQUEST, "Ce-Requestid": "x"}, b"{}", "Ce-Id"),
+        ({"Ce-Type": cloudevents.REQUEST, "Ce-Requestid": "x"}, b"{}", "Ce-Id"),
         ({"Ce-Id": "1", "Ce-Type": "io.example.other", "Ce-Requestid": "x"}, b"{}", "Ce-Type"),
-        ({"Ce-Id": "1", "Ce-Type": events.REQUEST, "Ce-Requestid": "x"}, b"{not json", "body"),
-        ({"Ce-Id": "1", "Ce-Type": events.REQUEST, "Ce-Requestid": "x"}, b"{}", "data.ndarray"),
-        ({"Ce-Id": "1", "Ce-Type": events.REQUEST, "Ce-Requestid": "x"}, b'{"data": {"ndarray": [[1]]}}', "data.names"),
-        ({"Ce-Id": "1", "Ce-Type": events.FEEDBACK, "Ce-Requestid": "x"}, b'{"reward": 1}', "truth"),
-        ({"Ce-Id": "1", "Ce-Type": events.REQUEST, "Ce-Requestid": "x", "Ce-Time": "yesterday"}, b"{}", "Ce-Time"),
+        ({"Ce-Id": "1", "Ce-Type": cloudevents.REQUEST, "Ce-Requestid": "x"}, b"{not json", "body"),
+        ({"Ce-Id": "1", "Ce-Type": cloudevents.REQUEST, "Ce-Requestid": "x"}, b"{}", "data.ndarray"),
+        (
+            {"Ce-Id": "1", "Ce-Type": cloudevents.REQUEST, "Ce-Requestid": "x"},
+            b'{"data": {"ndarray": [[1]]}}',
+            "data.names",
+        ),
+        ({"Ce-Id": "1", "Ce-Type": cloudevents.FEEDBACK, "Ce-Requestid": "x"}, b'{"reward": 1}', "truth"),
+        ({"Ce-Id": "1", "Ce-Type": cloudevents.REQUEST, "Ce-Requestid": "x", "Ce-Time": "yesterday"}, b"{}", "Ce-Time"),
     ],
 )
 def test_bad_events_are_refused_naming_what_is_wrong(headers, body, named):
     with pytest.raises(BadInputError, match=named):
-        events.parse(headers, body)
+        cloudevents.parse(headers, body)
 
 
 def test_json_data_requests_are_read_too():
     headers = traffic.request_event("p", {"age": 30})[0]
-    record = events.parse(headers, json.dumps({"jsonData": [{"age": 30, "region": "north"}]}).encode())
+    record = cloudevents.parse(headers, json.dumps({"jsonData": [{"age": 30, "region": "north"}]}).encode())
     assert record["rows"] == [{"age": 30, "region": "north"}]
 
 
@@ -185,7 +192,7 @@ def test_online_detectors_fire_on_drift_and_resume_after_a_restart(tmp_path):
     copy.restore(json.loads(json.dumps(watcher.state())))
     records = []
     for i, row in enumerate(traffic.rows(600, seed=3, drift="covariate")):
-        records += [events.parse(h, b) for h, b in traffic.events_for(row, f"drift-{i}", "1")]
+        records += [cloudevents.parse(h, b) for h, b in traffic.events_for(row, f"drift-{i}", "1")]
     fired = []
     for w in (watcher, copy):
         for record in records:

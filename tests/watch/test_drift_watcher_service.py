@@ -19,7 +19,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from ctloop import signing
+from ctloop.contracts import signing
 
 from . import traffic
 

@@ -8,8 +8,9 @@ import math
 
 import pandas as pd
 
-from ctloop import config, demo_data
-from ctloop.services.gateway import cloudevents
+from ctloop import config
+from ctloop.contracts import cloudevents
+from ctloop.local import demo_data
 
 ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 SETTINGS = config.load(ROOT / "ctloop.yaml")
