@@ -32,12 +32,9 @@ def reports_errors(fn):
 
 
 def _settings(path: str):
-    """The settings file, validated; in the local mode with the endpoints of the local stack, which serves them."""
     from ctloop.entrypoint import settings_from_file
-    from ctloop.local import stack
 
-    settings = settings_from_file(path)
-    return stack.pointed_at_stack(settings) if settings.mode.value == "local" else settings
+    return settings_from_file(path)
 
 
 config_option = click.option(

@@ -32,13 +32,13 @@ from urllib.request import urlopen
 import yaml
 
 from ctloop import deployment_target, monitoring
-from ctloop.config import Settings
+from ctloop.config import LOCAL_HOST, Settings
 from ctloop.errors import BadInputError, CtloopError, NotReadyError
 from ctloop.local import environments
 
 __all__ = ["Service", "ServiceStatus", "down", "services", "status", "up"]
 
-HOST = "127.0.0.1"
+HOST = LOCAL_HOST
 
 
 @dataclass(frozen=True)
@@ -89,19 +89,6 @@ def _prometheus_config(settings: Settings) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def pointed_at_stack(settings: Settings) -> Settings:
-    """A copy of the settings with every endpoint the local stack serves pointed at its own ports (local.*_port):
-    what the stack's services read, and what every command of the local mode talks to."""
-    local, out = settings.local, settings.copy(deep=True)
-    endpoints = out.endpoints
-    endpoints.mlflow.tracking_uri = f"http://{HOST}:{local.mlflow_port}"
-    endpoints.prometheus.url = f"http://{HOST}:{local.prometheus_port}"
-    endpoints.seldon.url = f"http://{HOST}:{local.gateway_port}"
-    endpoints.webhook.url = f"http://{HOST}:{local.webhook_port}"
-    endpoints.watcher.url = f"http://{HOST}:{local.watcher_port}"
-    return out
-
-
 def stack_secrets(settings: Settings) -> dict[str, str]:
     """The local stack's webhook secret and Alertmanager token, made on first use; environment variable -> value."""
     path = _stack_dir(settings) / "secrets.json"
@@ -139,8 +126,8 @@ def services(settings: Settings) -> list[Service]:
     promtool = shutil.which("promtool")
     watch_python = environments.python_for(settings, "watch")
     config_file = (_stack_dir(settings) / "ctloop.yaml").resolve()
-    services_settings = json.loads(pointed_at_stack(settings).json())
-    config_files = (("stack/ctloop.yaml", yaml.safe_dump(services_settings, sort_keys=False)),)
+    # The resolved settings (absolute paths; endpoints the file left unset are this stack's, see config).
+    config_files = (("stack/ctloop.yaml", yaml.safe_dump(json.loads(settings.json()), sort_keys=False)),)
     shared = stack_secrets(settings)
     secret_env = settings.webhook.secret_env
 

@@ -457,8 +457,8 @@ class Settings(_Model):
     version: Literal[1] = Field(1, description="Version of this file's format.")
     mode: Mode = Field(
         Mode.local,
-        description="local: one machine, no cluster, the local stack's services at local.*_port (which then decide "
-        "endpoints.mlflow, prometheus, seldon, webhook and watcher); kubernetes: KFP and Seldon.",
+        description="local: one machine, no cluster (an endpoint the file leaves unset is the local stack's service "
+        "at its local.*_port); kubernetes: KFP and Seldon.",
     )
     name: str = Field("credit-risk", regex=r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$", description="DNS-1123 label.")
     data: DataSource
@@ -577,6 +577,27 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
     return settings
 
 
+LOCAL_HOST = "127.0.0.1"  # where the local stack's services listen
+
+
+def _local_endpoints(settings: Settings) -> Settings:
+    """In mode local, an endpoint the file leaves unset is the local stack's own service, at its local.*_port, so
+    that changing a port moves every client of it too; one the file sets is used as set."""
+    if settings.mode != Mode.local:
+        return settings
+    local, e = settings.local, settings.endpoints
+    for model, key, port in (
+        (e.mlflow, "tracking_uri", local.mlflow_port),
+        (e.prometheus, "url", local.prometheus_port),
+        (e.seldon, "url", local.gateway_port),
+        (e.webhook, "url", local.webhook_port),
+        (e.watcher, "url", local.watcher_port),
+    ):
+        if key not in model.__fields_set__:
+            setattr(model, key, f"http://{LOCAL_HOST}:{port}")
+    return settings
+
+
 def parse(raw: Any, source: str = "<settings>", base: Path | None = None, environ=None) -> Settings:
     """Validate a parsed mapping (plus environment overrides) into Settings, or raise ConfigError."""
     if not isinstance(raw, dict):
@@ -588,7 +609,7 @@ def parse(raw: Any, source: str = "<settings>", base: Path | None = None, enviro
         problems += _problems(e)
     if problems:
         raise ConfigError(source, problems)
-    return _resolve_paths(settings, base or Path.cwd())
+    return _local_endpoints(_resolve_paths(settings, base or Path.cwd()))
 
 
 def load(path: str | Path, environ=None) -> Settings:

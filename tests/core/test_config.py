@@ -137,3 +137,19 @@ def test_reference_doc_is_current():
 
     committed = (Path(__file__).resolve().parents[2] / "docs" / "config.md").read_text()
     assert committed == config.reference_markdown()
+
+
+def test_local_mode_endpoints_follow_the_stacks_ports_unless_set(tmp_path, example_config_text):
+    raw = yaml.safe_load(example_config_text)
+    raw.pop("endpoints", None)
+    raw["local"].update(mlflow_port=6100, webhook_port=6101)
+    raw["endpoints"] = {"watcher": {"url": "http://watcher.example:8080"}, "mlflow": {"registered_model": "m"}}
+    settings = config.parse(raw, base=tmp_path, environ={})
+    assert settings.endpoints.mlflow.tracking_uri == "http://127.0.0.1:6100"  # unset: the stack's MLflow
+    assert settings.endpoints.webhook.url == "http://127.0.0.1:6101"
+    assert settings.endpoints.watcher.url == "http://watcher.example:8080"  # set: used as set
+    again = config.parse(yaml.safe_load(settings.json()), base=tmp_path, environ={})
+    assert again.endpoints == settings.endpoints  # what a service reads back is what the CLI resolved
+    raw["mode"] = "kubernetes"
+    kube = config.parse(raw, base=tmp_path, environ={})
+    assert kube.endpoints.mlflow.tracking_uri == "http://127.0.0.1:5500"  # no local stack: the field's default
