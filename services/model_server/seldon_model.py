@@ -119,11 +119,11 @@ class SeldonModel:
             right = sum(int((float(row[0]) >= threshold) == bool(t)) for row, t in zip(answered, truths))
         except (CtloopError, ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
             raise _bad_request(f"feedback: {e}") from None
-        metrics = [
-            {"type": "COUNTER", "key": "ctloop_feedback_total", "value": right,
-             "tags": {"outcome": "right", "served_version": str(version)}},
-            {"type": "COUNTER", "key": "ctloop_feedback_total", "value": len(truths) - right,
-             "tags": {"outcome": "wrong", "served_version": str(version)}},
-        ]  # fmt: skip
+        counts = {"right": right, "wrong": len(truths) - right}
+        # A counter of 0 is left out: the wrapper's proto drops a zero value, and its metrics code then fails on
+        # the missing key, answering the feedback with a 500 (every 1-row feedback has one outcome at 0).
+        metrics = [{"type": "COUNTER", "key": "ctloop_feedback_total", "value": n,
+                    "tags": {"outcome": outcome, "served_version": str(version)}}
+                   for outcome, n in counts.items() if n]  # fmt: skip
         answer = {"data": {"names": ["right", "rows"], "ndarray": [[right, len(truths)]]}, "meta": {"metrics": metrics}}
         return json_to_seldon_message(answer)

@@ -192,6 +192,17 @@ def test_feedback_counts_right_and_wrong_per_served_version(server, trained):
     assert "ctloop_scores_total{" in metrics
 
 
+def test_feedback_on_one_row_is_answered(server, trained):
+    """One row is either right or wrong: the other count is 0, which the wrapper's metrics must not choke on."""
+    names, rows = table(trained, 1)
+    for truth in (0, 1):
+        _, answered = post(f"{server['url']}/api/v1.0/predictions", {"data": {"names": names, "ndarray": rows}})
+        status, body = post(f"{server['url']}/api/v1.0/feedback",
+                            {"response": answered, "truth": {"data": {"ndarray": [[truth]]}}})  # fmt: skip
+        assert status == 200, body
+        assert body["data"]["ndarray"] == [[int((answered["data"]["ndarray"][0][0] >= 0.3) == bool(truth)), 1]]
+
+
 JSON = st.recursive(st.none() | st.booleans() | st.floats(allow_nan=False) | st.integers() | st.text(max_size=8),
                     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
                     max_leaves=12)  # fmt: skip
