@@ -187,7 +187,14 @@ def _digest(path: str) -> str:
 
 
 RUN_RECORD = "run.json"  # in runs/<run id>/: start, end, state and tasks of a finished run
+# Tasks are batch work on a machine that also serves the model: a cluster runs a pipeline's pods apart from the
+# model servers; here they run at a lower CPU priority, so that a run slows itself, not the served requests.
+TASK_NICENESS = 10
 Interpreter = Callable[[str], Path]  # image reference -> the interpreter of the environment built for it
+
+
+def _batch_priority() -> None:
+    os.nice(TASK_NICENESS)
 
 
 def pipeline_root(settings) -> Path:
@@ -421,7 +428,8 @@ class LocalRunner:
         with log.open("wb") as stream:
             stream.write(("$ " + shlex.join(argv) + "\n").encode())
             stream.flush()
-            code = subprocess.call(argv, stdout=stream, stderr=subprocess.STDOUT, env=env, cwd=folder)
+            code = subprocess.call(argv, stdout=stream, stderr=subprocess.STDOUT, env=env, cwd=folder,
+                                   preexec_fn=_batch_priority)  # fmt: skip
         seconds = time.monotonic() - started
         if code != 0:
             tail = "\n".join(log.read_text(errors="replace").splitlines()[-12:])

@@ -49,6 +49,17 @@ def read(table: dsl.Input[dsl.Dataset], label: str, size: dsl.OutputPath(int), n
 
 
 @dsl.container_component
+def niceness(value: dsl.OutputPath(int)):
+    script = "import os, pathlib, sys; pathlib.Path(sys.argv[1]).write_text(str(os.nice(0)))"
+    return dsl.ContainerSpec(image=IMAGE, command=["python", "-c", script], args=[value])
+
+
+@dsl.pipeline(name="priority")
+def priority():
+    niceness()
+
+
+@dsl.container_component
 def fail(message: str):
     return dsl.ContainerSpec(image=IMAGE, command=["python", "-c", "import sys; print(sys.argv[1]); sys.exit(3)"],
                              args=[message])  # fmt: skip
@@ -81,6 +92,16 @@ def runner(ir, tmp_path, cache=True):
 
 def states(r) -> dict:
     return {name: record.state for name, record in r.records.items()}
+
+
+def test_tasks_run_below_the_served_models_cpu_priority(tmp_path):
+    import os
+
+    path = tmp_path / "priority.yaml"
+    compiler.Compiler().compile(priority, str(path))
+    r = runner(local_runner.load_ir(path), tmp_path)
+    r.run({})
+    assert r.records["niceness"].parameters == {"value": min(os.nice(0) + local_runner.TASK_NICENESS, 19)}
 
 
 def test_parallel_for_collected_outputs_conditions_and_artifacts(ir, tmp_path):
