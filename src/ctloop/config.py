@@ -73,6 +73,11 @@ class DataSource(_Model):
     task: TaskType = Field(TaskType.binary_classification, description="What the model predicts.")
     timestamp: str | None = Field(None, description="Event-time column, for time-based splits and spans.")
     id_column: str | None = Field(None, description="Row identifier, never used as a feature.")
+    schema_uri: str | None = Field(
+        None,
+        description="A pinned schema (text proto, `ctloop schema pin`): every span is validated against it; "
+        "unset: the champion's registered schema, or one inferred on the first run.",
+    )
 
 
 class Feature(_Model):
@@ -189,6 +194,32 @@ class DataGate(_Model):
     default_linf: float = Field(0.2, gt=0.0, le=1.0, description="L-infinity threshold, categorical features.")
     default_jsd: float = Field(0.1, gt=0.0, le=1.0, description="Jensen-Shannon threshold, numeric features.")
     features: dict[str, float] = Field(default_factory=dict, description="Per-feature drift threshold overrides.")
+    # Drift above the thresholds above is reported; only a change this large stops a span: a retrain after drift
+    # must not be stopped by the drift it is meant to learn, while a unit change or a broken join still is.
+    stop_linf: float = Field(
+        0.5, gt=0.0, le=1.0, description="L-infinity distance to the champion's span that stops a span (categorical)."
+    )
+    stop_jsd: float = Field(
+        0.5, gt=0.0, le=1.0, description="Jensen-Shannon divergence to the champion's span that stops a span (numeric)."
+    )
+    max_new_category_share: float = Field(
+        0.02, ge=0.0, le=1.0, description="Largest share of rows with a category the champion's span never had."
+    )
+    max_duplicate_increase: float = Field(
+        0.1, ge=0.0, le=1.0, description="Largest rise in the share of exact duplicate rows over the champion's span."
+    )
+    max_id_repeat_share: float = Field(
+        0.01, ge=0.0, le=1.0, description="Largest share of rows whose data.id_column value repeats an earlier row's."
+    )
+    max_label_shift: float = Field(
+        0.1, ge=0.0, le=1.0, description="Largest change of any class's share against the champion's span."
+    )
+    max_label_association: float = Field(
+        0.98,
+        gt=0.5,
+        le=1.0,
+        description="A feature whose univariate association with the label (|2 AUC - 1|) reaches this leaks it.",
+    )
 
     @validator("features")
     def _in_range(cls, v):
@@ -239,6 +270,25 @@ class SegmentGate(_Model):
     allow_ungated: bool = Field(
         False, description="Bless a candidate that no gate applied to (no floor, ceiling, fairness gate or champion)."
     )
+    sanity_metric: str = Field(
+        "roc_auc", description="Higher-is-better metric of the champion sanity check (champion now against then)."
+    )
+    max_champion_drop: float = Field(
+        0.15,
+        ge=0.0,
+        le=1.0,
+        description="Gap between the champion's interval on the new span and the one at its own validation that "
+        "stops the run as a label change (labels broken or the concept reversed), overall or in any segment.",
+    )
+    accept_label_change: bool = Field(
+        False, description="Let a run pass the champion sanity and label checks deliberately; recorded on the version."
+    )
+
+    @validator("sanity_metric")
+    def _higher_is_better(cls, v):
+        if SEGMENT_METRICS.get(v) != "higher":
+            raise ValueError(f"{v!r}: one of {sorted(m for m, d in SEGMENT_METRICS.items() if d == 'higher')}")
+        return v
 
     @validator("floors", "ceilings", "max_degradation")
     def _known_metrics(cls, v, field):
@@ -565,6 +615,8 @@ def _resolve_paths(settings: Settings, base: Path) -> Settings:
         return str((base / uri).resolve())
 
     settings.data.uri = resolve(settings.data.uri)
+    if settings.data.schema_uri:
+        settings.data.schema_uri = resolve(settings.data.schema_uri)
     settings.endpoints.artifact_store.root = resolve(settings.endpoints.artifact_store.root)
     settings.local.state_dir = resolve(settings.local.state_dir)
     # Unset: the environments beside the one running, where `make setup` put them, wherever the ctloop.yaml lies.
