@@ -134,6 +134,84 @@ def validate(data, reference, schema, out, beam, beam_arg, config_path) -> None:
     sys.exit(code)
 
 
+@main.group("schema")
+def schema_group() -> None:
+    """Review the schema spans are validated against, and pin it."""
+
+
+def _schema_sources(fn):
+    fn = click.option("--file", "file", help="A schema file (text proto or its JSON), path or URI.")(fn)
+    fn = click.option("--champion", is_flag=True, help="The schema registered with the champion (MLflow).")(fn)
+    fn = click.option("--data", help="Infer one from this span, as validate_data does without a pinned schema.")(fn)
+    return fn
+
+
+def _find_schema(config_path, data, champion, file):
+    from ctloop.local import schema
+
+    settings = _settings(config_path)
+    found = schema.find(settings, data, champion, file, note=lambda line: click.echo(line, err=True))
+    return settings, found
+
+
+@schema_group.command("show")
+@_schema_sources
+@click.option(
+    "--json", "as_json", is_flag=True, help="Print the schema as JSON (what validate_data's schema.json holds)."
+)
+@config_option
+@reports_errors
+def schema_show(data, champion, file, as_json, config_path) -> None:
+    """Show a schema: per feature its type, presence, domain and drift threshold.
+
+    Default source: the pinned schema (data.schema_uri), else the champion's registered one, else one inferred
+    from data.uri.
+    """
+    import json
+
+    from ctloop.local import schema
+
+    _, found = _find_schema(config_path, data, champion, file)
+    if as_json:
+        click.echo(f"schema: {found.source}", err=True)
+        click.echo(json.dumps(found.data, indent=2))
+        return
+    from rich.console import Console
+    from rich.table import Table
+
+    click.echo(f"schema: {found.source}")
+    table = Table("feature", "type", "presence", "domain", "drift threshold")
+    for row in schema.rows(found):
+        table.add_row(*row)
+    Console().print(table)
+
+
+@schema_group.command("pin")
+@_schema_sources
+@click.option(
+    "--out", type=click.Path(dir_okay=False), help="Where to write it (default: schema.pbtxt beside the settings file)."
+)
+@click.option("--force", is_flag=True, help="Replace an existing file that holds a different schema.")
+@config_option
+@reports_errors
+def schema_pin(data, champion, file, out, force, config_path) -> None:
+    """Write a schema (same sources as `show`) as a text proto, to pin with data.schema_uri.
+
+    The settings file is not edited: the line to add is printed.
+    """
+    from pathlib import Path
+
+    from ctloop.local import schema
+
+    settings, found = _find_schema(config_path, data, champion, file)
+    target = Path(out) if out else Path(config_path).parent / "schema.pbtxt"
+    written = schema.pin(found, target, force)
+    click.echo(f"{'wrote' if written else 'unchanged'} {target} (schema: {found.source})")
+    line = schema.config_line(settings, config_path, target)
+    if line:
+        click.echo(f"to pin it, add to {config_path}: {line}")
+
+
 @main.group("pipeline")
 def pipeline_group() -> None:
     """The continuous-training pipeline (Kubeflow Pipelines)."""
@@ -204,13 +282,18 @@ def pipeline_upload(host, pipeline_file, token, in_cluster, config_path) -> None
 @click.option("--schema", default="", help="A pinned schema (schema.pbtxt) to validate against.")
 @click.option("--pipeline", "pipeline_file", default=None, help="Compiled pipeline (default: the committed one).")
 @click.option("--no-cache", is_flag=True, help="--local: run every task, even those with a cached result.")
+@click.option(
+    "--accept-label-change",
+    is_flag=True,
+    help="Let the span's label shift and the champion's collapse on it pass, on purpose; recorded on the version.",
+)
 @click.option("--cron", default=None, help="--host: a recurring run on this schedule (KFP's 6-field cron).")
 @click.option("--experiment", default=None, help="--host: experiment (default: endpoints.kfp.experiment).")
 @_kfp_options
 @config_option
 @reports_errors
-def pipeline_run(local, host, data, previous_statistics, schema, pipeline_file, no_cache, cron, experiment,
-                 token, in_cluster, config_path) -> None:  # fmt: skip
+def pipeline_run(local, host, data, previous_statistics, schema, pipeline_file, no_cache, accept_label_change, cron,
+                 experiment, token, in_cluster, config_path) -> None:  # fmt: skip
     """Run the compiled pipeline: --local on this machine, or --host on a KFP endpoint."""
     from pathlib import Path
 
@@ -223,11 +306,18 @@ def pipeline_run(local, host, data, previous_statistics, schema, pipeline_file, 
         raise BadInputError("--cron, --experiment, --token and --in-cluster are for --host")
     settings = _settings(config_path)
     package = Path(pipeline_file or ct.COMPILED)
+    if accept_label_change:
+        settings.gates.segments.accept_label_change = True
     if host:
+        import json
+
         from ctloop.pipelines import submit
 
         client = submit.connect(host, settings.endpoints.kfp.namespace, token, in_cluster)
-        arguments = {"data_uri": data, "config": ct.config_parameter(config_path),
+        config = json.loads(ct.config_parameter(config_path))
+        if accept_label_change:
+            config.setdefault("gates", {}).setdefault("segments", {})["accept_label_change"] = True
+        arguments = {"data_uri": data, "config": json.dumps(config, separators=(",", ":")),
                      "previous_statistics_uri": previous_statistics, "schema_uri": schema}  # fmt: skip
         done = submit.run(client, host, package, experiment or settings.endpoints.kfp.experiment, arguments, cron)
         if done.recurring_run_id:

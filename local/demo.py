@@ -5,8 +5,11 @@ stack with real processes and real HTTP between them.
     traffic   clients send requests through the gateway and report outcomes as feedback
     drift     the traffic drifts; the watcher confirms it and sends a signed retrain request to the webhook
     retrain   the webhook starts the pipeline on the new span; v2 is blessed, shadowed, canaried and promoted
-    bad v3    a span with corrupted labels (an upstream bug flipped one product's outcomes) passes the offline
-              gates, because its own test split is corrupted too, and is rolled back on live evidence
+    bad v3    a span with corrupted labels (an upstream bug flipped one product's outcomes) arrives through the
+              webhook and is stopped offline: its label shares and the champion's metric on it collapse against
+              what production knows, and nothing is registered
+    override  an operator reads it as a real change and overrides (`--accept-label-change`, recorded on the
+              version): v3 is registered and rolled out, and live evidence rolls it back
 
 Each step waits on what the services report (watcher status, rollout status, the registry's aliases) and fails with
 a clear message after a deadline. The timeline, the loop's clock and the client tallies are written as JSON beside
@@ -116,6 +119,29 @@ class Story:
             out[str(v.version)] = {"aliases": list(full.aliases), "tags": dict(full.tags), "run_id": full.run_id}
         return out
 
+    def runs_finished(self) -> float:
+        """Pipeline runs the webhook started that have ended, from its metrics."""
+        text = httpx.get(f"{self.urls['webhook']}/metrics", timeout=5).text
+        return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
+                   if line.startswith("ctloop_pipeline_runs_total{"))  # fmt: skip
+
+    def stop_reason(self) -> str:
+        """Why the latest pipeline run registered nothing: the data verdict's first error, or the blessing's first
+        failed check."""
+        from ctloop.local import runner
+
+        runs = (runner.pipeline_root(self.settings) / "runs").iterdir()
+        run = max(runs, key=lambda p: p.stat().st_mtime)
+        verdict = run / "validate-data" / "artifacts" / "anomalies_summary"
+        if verdict.exists() and not (found := json.loads(verdict.read_text()))["passed"]:
+            first = next(a for a in found["anomalies"] if a["severity"] == "ERROR")
+            return f"validate_data: {first['feature']}: {first['kind']}: {first['description']}"
+        blessing = run / "validate-segments" / "artifacts" / "blessing"
+        if blessing.exists() and not (found := json.loads(blessing.read_text()))["blessed"]:
+            first = found["failed"][0]
+            return f"validate_segments: {first['check']} {first['segment']}={first['value']}: {first['detail']}"
+        return f"see {run}"
+
     def champion(self) -> str | None:
         return next((n for n, v in self.versions().items() if "champion" in v["aliases"]), None)
 
@@ -212,11 +238,19 @@ class Story:
 
         traffic.mark("v3-build")
         self.note(f"bad candidate: `ctloop retrain` on span {CORRUPTED} ({CORRUPTED_PRODUCT} outcomes flipped)")
-        before = set(self.versions())
+        before, finished = set(self.versions()), self.runs_finished()
         self.ctloop("retrain", "--reason", f"new span {CORRUPTED} landed", "--data", str(self.span(CORRUPTED)),
                     "--force")  # fmt: skip
-        v3 = self.wait("the run to register v3", lambda: next(iter(set(self.versions()) - before), None), 1800, 5)
-        self.note(f"v{v3} blessed offline (its corrupted test split agrees with it) and registered")
+        self.wait("the webhook's run to finish", lambda: self.runs_finished() > finished, 1800, 5)
+        if set(self.versions()) - before:
+            raise CtloopError(f"span {CORRUPTED} was registered although one product's outcomes are flipped")
+        self.note(f"stopped offline, nothing registered: {self.stop_reason()}")
+        self.note("an operator reads it as a real change and overrides: `ctloop pipeline run --local "
+                  "--accept-label-change`")  # fmt: skip
+        self.ctloop("pipeline", "run", "--local", "--accept-label-change", "--data", str(self.span(CORRUPTED)))
+        v3 = self.wait("the run to register v3", lambda: next(iter(set(self.versions()) - before), None), 120, 5)
+        accepted = self.versions()[v3]["tags"].get("ctloop.accepted")
+        self.note(f"v{v3} registered with the override recorded on it (ctloop.accepted: {accepted})")
         self.wait(f"v{v3} to take traffic", lambda: self.rollout()["candidate"] == v3, 300)
         traffic.mark("v3-rollout")
         done = self.follow_rollout(v3, 1800)

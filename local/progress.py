@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from rich.console import Console
 from rich.live import Live
 from rich.table import Table
@@ -45,6 +47,11 @@ class Display:
             self.console.print(f"{record.name}: {record.state}{seconds}", highlight=False)
 
 
+def _last_line(log: str) -> str:
+    lines = Path(log).read_text(errors="replace").strip().splitlines() if log and Path(log).exists() else []
+    return lines[-1] if lines else "no log"
+
+
 def summary(runner) -> None:
     console = Console()
     console.print(table(runner))
@@ -53,6 +60,9 @@ def summary(runner) -> None:
             console.print(f"[red]{record.name} failed[/]: {record.reason}\n  log: {record.log}", highlight=False)
         elif record.state == "skipped":
             console.print(f"{record.name} skipped: {record.reason}", highlight=False)
+        elif record.parameters.get("blessed") is False:
+            # The step's own last line says which check failed where; the run goes on to skip registration.
+            console.print(f"[red]{record.name}[/]: {_last_line(record.log)}", highlight=False)
         elif "model_version" in record.parameters:
             console.print(
                 f"registered version {record.parameters['model_version']}: {record.parameters.get('model_uri')}"

@@ -1,4 +1,8 @@
-"""The continuous-training pipeline: validate_data -> train -> validate_segments -> if blessed: register -> deploy.
+"""The continuous-training pipeline: resolve_champion -> validate_data -> train -> validate_segments -> if blessed:
+register -> deploy.
+
+resolve_champion finds what production knows (the champion's registered schema, training statistics and data
+verdict); validate_data holds the span to it unless a pinned schema or previous statistics are given.
 
 With trials in ``model.search``, train first runs once per trial in a ``dsl.ParallelFor``; select_trial picks the
 trial with the best validation metric from the collected metrics (a fan-in of parameters only), and the final
@@ -9,7 +13,8 @@ settings call for; ``compile_to(settings, path)`` writes KFP's IR. Pipeline para
 of ctloop.yaml (its default is the file the pipeline was compiled with), the previous span's statistics (drift)
 and the hyper-parameter trials (default: ``model.search``).
 
-Caching: validate_data reads a URI whose content may change, validate_segments reads the registry's champion, and
+Caching: resolve_champion and validate_segments read the registry's champion, validate_data reads a URI whose
+content may change, and
 register and deploy write to the registry and the SeldonDeployment, so none of them is cached. train is: its
 inputs include validate_data's content fingerprint, so a changed span never hits an old entry. Steps that talk to
 MLflow retry.
@@ -29,6 +34,7 @@ from kfp import compiler, dsl
 from ctloop.components import kfp_component
 from ctloop.components.deploy import spec as deploy
 from ctloop.components.register import spec as register
+from ctloop.components.resolve_champion import spec as resolve_champion
 from ctloop.components.select_trial import spec as select_trial
 from ctloop.components.train import spec as train
 from ctloop.components.validate_data import spec as validate_data
@@ -39,6 +45,7 @@ COMPILED = Path(__file__).resolve().parent / "compiled" / "continuous_training.y
 
 # cpu request, cpu limit, memory request, memory limit: sized for spans of about a million rows.
 RESOURCES = {
+    "resolve": ("100m", "500m", "256M", "512M"),
     "validate": ("1", "2", "2G", "8G"),
     "train": ("2", "4", "2G", "8G"),
     "segments": ("1", "2", "1G", "4G"),
@@ -58,6 +65,7 @@ def _op(spec, settings) -> kfp_component.Op:
 
 
 def build(settings, config_text: str):
+    resolve_op = _op(resolve_champion, settings)
     validate_op = _op(validate_data, settings)
     train_op = _op(train, settings)
     segments_op = _op(validate_segments, settings)
@@ -83,7 +91,11 @@ def build(settings, config_text: str):
         schema_uri: str = "",
         trials: list = search,
     ):
+        resolved = resolve_op(config=config)
+        _size(resolved, "resolve").set_caching_options(False).set_retry(num_retries=2, backoff_duration="30s")
+        resolved.set_display_name("resolve champion")
         validated = validate_op(
+            resolved,
             data_uri=data_uri,
             config=config,
             previous_statistics_uri=previous_statistics_uri,

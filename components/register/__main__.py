@@ -38,6 +38,9 @@ def main(argv=None) -> int:
             reference_sample=args.reference_sample,
             schema=args.schema,
             segment_report=args.segment_report,
+            statistics=args.statistics,
+            data_verdict=args.anomalies_summary,
+            accept_label_change=settings.gates.segments.accept_label_change,
         )
         executor.read_blessing(args.blessing)  # bad input fails before the registry is contacted
         client = mlflow_client.connect(settings)

@@ -10,7 +10,15 @@ from pathlib import Path
 
 from ctloop import artifacts, provenance
 from ctloop.contracts import verdicts
-from ctloop.contracts.registry import BLESSED, CANDIDATE, LINEAGE, VALIDATION_TAG, is_not_found
+from ctloop.contracts.registry import (
+    ACCEPTED_TAG,
+    BLESSED,
+    CANDIDATE,
+    LINEAGE,
+    VALIDATION_TAG,
+    VERSION_ARTIFACTS,
+    is_not_found,
+)
 from ctloop.contracts.span import Fingerprint
 from ctloop.errors import BadInputError, CtloopError, NotFoundError, NotReadyError
 
@@ -30,6 +38,9 @@ class Request:
     reference_sample: str | None = None
     schema: str | None = None
     segment_report: str | None = None
+    statistics: str | None = None
+    data_verdict: str | None = None
+    accept_label_change: bool = False  # gates.segments.accept_label_change: recorded on the version
 
 
 @dataclass
@@ -62,11 +73,21 @@ def lineage_tags(request: Request, blessing: dict) -> dict[str, str]:
         f"{len(blessing.get('checks', []))} checks, {len(failed)} failed, "
         f"champion {'compared' if blessing.get('champion') else 'absent'}",
     )
-    return {**dict(zip(LINEAGE, values, strict=True)), VALIDATION_TAG: BLESSED}
+    tags = {**dict(zip(LINEAGE, values, strict=True)), VALIDATION_TAG: BLESSED}
+    accepted = sorted(set(blessing.get("overrides", [])) | ({"label_change"} if request.accept_label_change else set()))
+    if accepted:
+        tags[ACCEPTED_TAG] = ",".join(accepted)
+    return tags
 
 
-def _local_copy(uri: str, folder: Path) -> Path:
-    """MLflow logs local files: bring an s3:// object or folder down first."""
+def _local_copy(uri: str, folder: Path, name: str = "") -> Path:
+    """MLflow logs local files: bring an s3:// object or folder down first; a file is logged as ``name``, the name
+    a later step looks for (KFP names artifact files after the output, the local runner after the file)."""
+    if name:
+        target = folder / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(artifacts.read_bytes(uri))
+        return target
     if not uri.startswith("s3:"):
         return artifacts.local_path(uri)
     listed = artifacts.list_uris(uri)
@@ -116,14 +137,18 @@ def register(client, registered_model: str, request: Request) -> Registered:
         with tempfile.TemporaryDirectory(prefix="ctloop-register-") as tmp:
             tmp = Path(tmp)
             client.log_artifacts(request.mlflow_run_id, str(_local_copy(request.model_dir, tmp / "model")), "model")
-            for uri, folder in (
-                (request.reference_sample, "reference"),
-                (request.schema, "schema"),
-                (request.segment_report, "validation"),
-                (request.blessing, "validation"),
+            for name, uri in (
+                ("reference_sample", request.reference_sample),
+                ("schema", request.schema),
+                ("statistics", request.statistics),
+                ("data_verdict", request.data_verdict),
+                ("segment_report", request.segment_report),
+                ("blessing", request.blessing),
             ):
                 if uri:
-                    client.log_artifact(request.mlflow_run_id, str(_local_copy(uri, tmp / folder)), folder)
+                    folder, file = VERSION_ARTIFACTS[name]
+                    local = _local_copy(uri, tmp / name, file)
+                    client.log_artifact(request.mlflow_run_id, str(local), folder)
         version = client.create_model_version(
             registered_model,
             source,

@@ -19,6 +19,11 @@ COMPONENT = Component(
         # Logged into the training run when given; the pipeline always gives them.
         Artifact("reference_sample", "Dataset", "train's reference sample.", optional=True),
         Artifact("schema", "Artifact", "validate_data's schema.", optional=True),
+        # The next span is judged against these (resolve_champion hands them to validate_data).
+        Artifact("statistics", "Artifact", "validate_data's statistics of the training span.", optional=True),
+        Artifact(
+            "anomalies_summary", "Artifact", "validate_data's data verdict, with the span's figures.", optional=True
+        ),
         Artifact("segment_report", "HTML", "validate_segments' report.", optional=True),
         Parameter("data_uri", str, "The dataset URI the model was trained on.", flag="--data"),
         Parameter("fingerprint", str, "validate_data's fingerprint (JSON)."),

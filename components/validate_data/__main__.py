@@ -48,6 +48,12 @@ def main(argv: list[str] | None = None) -> int:
             previous_statistics=args.previous_statistics_uri or None,
             serving_statistics=args.serving_statistics_uri or None,
             reference_uri=args.reference or None,
+            champion=executor.Champion.of(
+                args.champion_version,
+                args.champion_schema_uri,
+                args.champion_statistics_uri,
+                args.champion_verdict_uri,
+            ),
             beam_args=args.beam_arg if args.beam else None,
         )
         result = executor.run(request)

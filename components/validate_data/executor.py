@@ -1,4 +1,11 @@
-"""validate_data's work as a plain function: statistics, schema, anomalies, drift and skew with TFDV.
+"""validate_data's work as a plain function: statistics, schema, anomalies, drift and skew with TFDV, and the span
+checks TFDV does not do (span_checks).
+
+A span is held to what production knows: the schema pinned in ctloop.yaml, else the champion's registered schema
+(re-curated with this config), else one inferred from the span (a first run, which the report says). Drift is
+measured against the champion's training span unless previous statistics are given. Drift above the configured
+thresholds is reported (WARNING); only a change past the stop levels (``gates.data.stop_jsd``/``stop_linf``) stops
+the span, so that a retrain after drift is not stopped by the drift it is meant to learn, while a unit change is.
 
 No kfp here: the entry program (``__main__``) and the tests call ``run`` and ``write_outputs`` directly.
 """
@@ -6,6 +13,7 @@ No kfp here: the entry program (``__main__``) and the tests call ``run`` and ``w
 from __future__ import annotations
 
 import dataclasses
+import json
 from dataclasses import dataclass, field
 
 import tensorflow_data_validation as tfdv
@@ -14,13 +22,33 @@ from google.protobuf.message import DecodeError
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 from ctloop import artifacts, datasets
-from ctloop.components.validate_data import report, spec
+from ctloop.components.validate_data import report, span_checks, spec
 from ctloop.config import Settings
 from ctloop.contracts.span import Fingerprint
 from ctloop.contracts.verdicts import DataVerdict
 from ctloop.errors import BadInputError
 
 TRAINING, SERVING = "TRAINING", "SERVING"
+# TFDV's comparator anomalies, and the measurement each is graded by.
+DRIFT_KINDS = {
+    "COMPARATOR_L_INFTY_HIGH": "L_INFTY",
+    "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH": "JENSEN_SHANNON_DIVERGENCE",
+}
+
+
+@dataclass(frozen=True)
+class Champion:
+    """What resolve_champion found: the registered champion and the artifacts it was registered with."""
+
+    version: str
+    schema: str | None = None  # URI of its text Schema
+    statistics: str | None = None  # URI of its training span's binary statistics
+    verdict: str | None = None  # URI of its training span's data verdict (JSON, with the span's figures)
+
+    @classmethod
+    def of(cls, version: str, schema: str, statistics: str, verdict: str) -> Champion | None:
+        """From the component's text inputs, where empty means none."""
+        return cls(version, schema or None, statistics or None, verdict or None) if version else None
 
 
 @dataclass
@@ -31,6 +59,7 @@ class Request:
     previous_statistics: str | None = None  # URI of binary statistics of the previous span
     serving_statistics: str | None = None  # URI of binary statistics of logged serving data
     reference_uri: str | None = None  # the previous span's data: its statistics serve as previous_statistics
+    champion: Champion | None = None
     beam_args: list[str] | None = None  # None: statistics in memory; a list: an Apache Beam pipeline with these
 
 
@@ -53,6 +82,8 @@ class Result:
     comparisons: dict[str, str]
     previous: statistics_pb2.DatasetFeatureStatisticsList | None = None
     notes: list[str] = field(default_factory=list)
+    figures: dict = field(default_factory=dict)
+    champion_version: str | None = None
 
     @property
     def errors(self) -> list[Problem]:
@@ -72,6 +103,8 @@ class Result:
             comparisons=self.comparisons,
             fingerprint=dataclasses.asdict(self.fingerprint),
             notes=self.notes,
+            figures=self.figures,
+            champion_version=self.champion_version,
         )
 
     def outputs(self) -> dict[str, bytes]:
@@ -200,19 +233,71 @@ def curate(schema: schema_pb2.Schema, settings: Settings) -> schema_pb2.Schema:
     return schema
 
 
+def from_champion(schema: schema_pb2.Schema, settings: Settings) -> schema_pb2.Schema:
+    """The champion's schema as the contract for a new span: curated with this config, without the string domains
+    TFDV inferred from the champion's span. Those would stop a span for one row of a category never seen before;
+    the NEW_CATEGORY span check judges new categories instead, with a tolerance, for text and code categories alike.
+    A domain the config gives stays."""
+    schema = schema_pb2.Schema.FromString(schema.SerializeToString())
+    for feature in schema.feature:
+        if feature.HasField("string_domain") or feature.HasField("domain"):
+            feature.ClearField("string_domain")
+            feature.ClearField("domain")
+            feature.ClearField("distribution_constraints")
+    return curate(schema, settings)
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # Anomalies
 
 
-def problems_of(anomalies: anomalies_pb2.Anomalies) -> list[Problem]:
+def drift_measured(anomalies: anomalies_pb2.Anomalies) -> dict[tuple[str, str], float]:
+    """(feature, measurement) -> the largest drift or skew TFDV measured for it."""
+    name = anomalies_pb2.DriftSkewInfo.Measurement.Type.Name
+    out: dict[tuple[str, str], float] = {}
+    for info in anomalies.drift_skew_info:
+        feature = ".".join(info.path.step)
+        for m in [*info.drift_measurements, *info.skew_measurements]:
+            key = (feature, name(m.type))
+            out[key] = max(out.get(key, 0.0), m.value)
+    return out
+
+
+def stop_levels(settings: Settings) -> dict[str, dict[str, float]]:
+    """feature -> measurement -> the drift that stops a span; a feature's own (higher) report threshold raises it."""
+    gate = settings.gates.data
+    out = {}
+    for f in settings.features:
+        measure, stop = (
+            ("JENSEN_SHANNON_DIVERGENCE", gate.stop_jsd) if f.type == "numeric" else ("L_INFTY", gate.stop_linf)
+        )
+        out[f.name] = {measure: max(stop, gate.features.get(f.name, 0.0))}
+    return out
+
+
+def problems_of(anomalies: anomalies_pb2.Anomalies, stops: dict[str, dict[str, float]] | None = None) -> list[Problem]:
+    """Every reason of every anomaly. A drift or skew reason is an ERROR only at or past its stop level (``stops``);
+    below, a WARNING, and the anomaly's own severity follows its reasons."""
     severity = anomalies_pb2.AnomalyInfo.Severity.Name
+    measured = drift_measured(anomalies)
+    stops = stops or {}
     out = []
     for name, info in sorted(anomalies.anomaly_info.items()):
         reasons = info.reason or [None]
+        graded = []
         for reason in reasons:
             kind = anomalies_pb2.AnomalyInfo.Type.Name(reason.type) if reason else "UNKNOWN"
             text = (reason.description if reason else "") or info.description
-            out.append(Problem(name, kind, severity(info.severity), text.strip()))
+            level = severity(info.severity)
+            measure = DRIFT_KINDS.get(kind)
+            if measure and measure in stops.get(name, {}):
+                value, stop = measured.get((name, measure), float("inf")), stops[name][measure]
+                level = "ERROR" if value >= stop else "WARNING"
+                text = f"{text.strip()} (stops at {stop:g}: {'stopped' if level == 'ERROR' else 'reported'})"
+            graded.append(Problem(name, kind, level, text.strip()))
+        if info.severity == anomalies_pb2.AnomalyInfo.ERROR and all(p.severity == "WARNING" for p in graded):
+            info.severity = anomalies_pb2.AnomalyInfo.WARNING  # the anomalies.pbtxt output says what stopped
+        out.extend(graded)
     if anomalies.HasField("dataset_anomaly_info"):
         info = anomalies.dataset_anomaly_info
         for reason in info.reason:
@@ -221,38 +306,80 @@ def problems_of(anomalies: anomalies_pb2.Anomalies) -> list[Problem]:
     return out
 
 
+def _champion_figures(champion: Champion | None) -> dict | None:
+    """The figures of the champion's training span, from its data verdict; None where there is none."""
+    if champion is None or champion.verdict is None:
+        return None
+    try:
+        found = json.loads(artifacts.read_bytes(champion.verdict))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise BadInputError(f"{champion.verdict}: the champion's data verdict is not JSON: {e}") from None
+    figures = found.get("figures") if isinstance(found, dict) else None
+    return figures or None
+
+
 def run(request: Request) -> Result:
     """Validate one span. Raises BadInputError when the input cannot be validated at all."""
     settings = request.settings
+    champion = request.champion
     ds = datasets.read(request.data_uri, settings.data.format)
     stats = statistics_of(ds, settings, request.beam_args)
     notes: list[str] = []
+    whose = f"the champion's (v{champion.version})" if champion else ""
 
-    previous = load_statistics(request.previous_statistics) if request.previous_statistics else None
+    previous, drift = None, "not measured: no previous span and no champion"
+    if request.previous_statistics:
+        previous, drift = load_statistics(request.previous_statistics), "measured against the previous span"
     if request.reference_uri:
         if previous is not None:
             raise BadInputError("give previous statistics or a reference span, not both")
         reference = datasets.read(request.reference_uri, settings.data.format)
-        previous = statistics_of(reference, settings, request.beam_args)
+        previous, drift = statistics_of(reference, settings, request.beam_args), "measured against the reference span"
+    if previous is None and champion is not None:
+        if champion.statistics:
+            previous, drift = load_statistics(champion.statistics), f"measured against {whose} training span"
+        else:
+            drift = f"not measured: {whose} version was registered without statistics"
     serving = load_statistics(request.serving_statistics) if request.serving_statistics else None
 
-    if request.pinned_schema:
-        schema, source = load_schema(request.pinned_schema), f"pinned ({request.pinned_schema})"
+    pinned = request.pinned_schema or settings.data.schema_uri
+    if pinned:
+        schema, source = load_schema(pinned), f"pinned ({pinned})"
     elif request.reference_uri:
         schema, source = curate(tfdv.infer_schema(previous), settings), "inferred from the reference span, curated"
+    elif champion is not None and champion.schema:
+        schema = from_champion(load_schema(champion.schema), settings)
+        source = f"{whose} registered schema, curated with this config"
     else:
         schema, source = curate(tfdv.infer_schema(stats), settings), "inferred from this span, curated"
-        notes.append("No pinned schema: the schema was inferred from this span; review it and pin it.")
+        why = f"{whose} version was registered without a schema" if champion else "no champion in the registry"
+        notes.append(f"{why[0].upper()}{why[1:]}: the schema was inferred from this span; review it with "
+                     "`ctloop schema show` and pin it with `ctloop schema pin`.")  # fmt: skip
 
     anomalies = tfdv.validate_statistics(
         stats, schema, environment=TRAINING, previous_statistics=previous, serving_statistics=serving
     )
+    problems = problems_of(anomalies, stop_levels(settings))
+    reference = _champion_figures(champion)
+    figures, found = span_checks.check(ds.frame, settings, reference)
+    problems += [Problem(p.feature, p.kind, p.severity, p.description) for p in found]
     comparisons = {
-        "drift": "measured against the previous span" if previous is not None else "not measured: no previous span",
+        "drift": drift,
         "skew": "measured against serving data" if serving is not None else "not measured: no serving statistics",
+        "span": f"compared with {whose} training span" if reference else "not compared: no champion's span figures",
     }
     return Result(
-        stats, schema, source, anomalies, problems_of(anomalies), ds.fingerprint, comparisons, previous, notes
+        stats,
+        schema,
+        source,
+        anomalies,
+        problems,
+        ds.fingerprint,
+        comparisons,
+        previous,
+        notes,
+        figures,
+        champion.version if champion else None,
     )
 
 

@@ -26,6 +26,22 @@ def _feature_rows(stats: statistics_pb2.DatasetFeatureStatisticsList) -> list[st
     return rows
 
 
+def _figure_lines(figures: dict) -> list[str]:
+    if not figures:
+        return []
+    labels = ", ".join(f"{k}: {v:.1%}" for k, v in (figures.get("label_shares") or {}).items())
+    lines = [f"- exact duplicate rows: {figures.get('duplicate_share', 0.0):.2%}"]
+    if figures.get("id_repeat_share") is not None:
+        lines.append(f"- repeated ids: {figures['id_repeat_share']:.2%}")
+    if labels:
+        lines.append(f"- label shares: {labels}")
+    association = figures.get("label_association") or {}
+    if association:
+        column, value = max(association.items(), key=lambda kv: kv[1] if kv[1] == kv[1] else -1.0)
+        lines.append(f"- strongest single-feature association with the label: `{column}` {value:.3f}")
+    return lines
+
+
 def markdown(result) -> str:
     verdict = "PASSED" if result.passed else f"FAILED: {len(result.errors)} error(s)"
     fp = result.fingerprint
@@ -36,6 +52,8 @@ def markdown(result) -> str:
         f"- schema: {result.schema_source}",
         f"- drift: {result.comparisons['drift']}",
         f"- skew: {result.comparisons['skew']}",
+        f"- duplicates, labels, categories: {result.comparisons['span']}",
+        *_figure_lines(result.figures),
         *[f"- note: {n}" for n in result.notes],
         "",
         "## Anomalies",

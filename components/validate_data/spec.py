@@ -29,6 +29,13 @@ COMPONENT = Component(
                   default="", flag="--previous-statistics"),
         Parameter("serving_statistics_uri", str, "Statistics of logged serving data (binary proto), for skew.",
                   default="", flag="--serving-statistics"),
+        # What production knows (resolve_champion's outputs): used where nothing above is given.
+        Parameter("champion_version", str, "The registered champion the span is held to.", default=""),
+        Parameter("champion_schema_uri", str, "The champion's registered schema (text proto).", default=""),
+        Parameter("champion_statistics_uri", str, "Statistics of the champion's training span (binary proto).",
+                  default=""),
+        Parameter("champion_verdict_uri", str, "The champion's data verdict, with its span's figures (JSON).",
+                  default=""),
     ],
     outputs=[
         OutputArtifact(STATISTICS, "Artifact", "stats.pb", "binary DatasetFeatureStatisticsList"),

@@ -7,11 +7,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ctloop import datasets, model_format
+from ctloop import artifacts, datasets, model_format
 from ctloop.components.validate_segments import gates, metrics, spec
 from ctloop.contracts import verdicts
 from ctloop.contracts.registry import CHAMPION
-from ctloop.errors import BadInputError
+from ctloop.errors import BadInputError, NotFoundError
+
+# Where a registered version's blessing lies, relative to its run's artifact root (register logs it there).
+VALIDATION_RECORD = ("validation", "blessing.json")
 
 
 @dataclass
@@ -19,6 +22,8 @@ class Champion:
     model: model_format.Model | None
     version: str | None  # registry version, or the folder it came from
     note: str  # why there is no comparison, when there is none
+    validation: dict | None = None  # the record of its own validation, from its blessing
+    validation_note: str = ""  # why there is no such record, when there is none
 
 
 @dataclass
@@ -57,12 +62,41 @@ def _strict(value):
     return value
 
 
+def validation_record(model_uri: str) -> tuple[dict | None, str]:
+    """The record of a model's own validation, from the blessing logged beside its folder
+    (``<run artifact root>/model`` and ``<run artifact root>/validation/blessing.json``), or None and why not.
+
+    A missing or older blessing makes the sanity check impossible, which the blessing notes; it is no failure. An
+    unreadable store (access denied, S3 down) is an error like any other.
+    """
+    root, _, folder = model_uri.rstrip("/").rpartition("/")
+    if folder != "model" or not root:
+        return None, f"{model_uri} is not a run's model folder (<run artifacts>/model): no validation record beside it"
+    uri = artifacts.join(root, *VALIDATION_RECORD)
+    try:
+        found = json.loads(artifacts.read_bytes(uri))
+    except NotFoundError:
+        return None, f"no validation record of the champion at {uri}"
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        return None, f"{uri}: the champion's blessing is not JSON ({e})"
+    record = found.get("validation") if isinstance(found, dict) else None
+    if not isinstance(record, dict) or not isinstance(record.get("segments"), list):
+        return None, f"{uri}: the champion's blessing predates validation records (no 'validation')"
+    return record, ""
+
+
+def champion_at(model_uri: str, version: str) -> Champion:
+    record, note = validation_record(model_uri)
+    return Champion(model_format.load(model_uri), version, "", record, note)
+
+
 def champion_from_registry(registry) -> Champion:
-    """The model behind the registry's `champion` alias; none is an explicit outcome, not an error."""
+    """The model behind the registry's `champion` alias, with the record of its own validation; none is an explicit
+    outcome, not an error."""
     version = registry.champion()
     if version is None:
         return Champion(None, None, f"no champion: {registry.name} has no alias {CHAMPION!r}")
-    return Champion(model_format.load(registry.download_uri(version)), version, "")
+    return champion_at(registry.download_uri(version), version)
 
 
 def gate_settings(settings) -> dict:
@@ -74,6 +108,9 @@ def gate_settings(settings) -> dict:
         "max_degradation": dict(g.max_degradation),
         "fairness": json.loads(g.fairness.json()),
         "allow_ungated": g.allow_ungated,
+        "sanity_metric": g.sanity_metric,
+        "max_champion_drop": g.max_champion_drop,
+        "accept_label_change": g.accept_label_change,
     }
 
 
@@ -88,7 +125,9 @@ def run(test_split_uri: str, candidate_dir: str, settings, champion: Champion) -
             "passed": False,
             "detail": f"segment gates exist for binary classification only, not {settings.data.task.value}",
         }
-        return Result([], verdicts.blessing([check], [], champion=False))
+        blessing = verdicts.blessing([check], [], champion=False)
+        blessing |= {"validation": {"metric": settings.gates.segments.sanity_metric, "segments": []}, "overrides": []}
+        return Result([], blessing)
     frame = datasets.read(test_split_uri).frame
     label = settings.data.label
     if label not in frame.columns:
@@ -114,7 +153,8 @@ def run(test_split_uri: str, candidate_dir: str, settings, champion: Champion) -
         seed=settings.model.seed,
         min_rows=settings.gates.segments.min_rows,
     )
-    blessing = gates.judge(rows, gate_settings(settings))
+    known = {"version": champion.version, "validation": champion.validation, "note": champion.validation_note}
+    blessing = gates.judge(rows, gate_settings(settings), known)
     blessing["champion_version"] = champion.version if champion_score is not None else None
     if champion_score is None:
         blessing["champion_note"] = champion.note

@@ -408,9 +408,14 @@ def _evaluate_one(segment, value, y, score, champion, *, threshold, resamples, s
         "intervals": None,
         "champion": None if champion is None else binary_metrics(y, champion, threshold),
         "diff_intervals": None,
+        "champion_intervals": None,
     }
     if enough:
         intervals = bootstrap_intervals(y, score, threshold, reference_score=champion, resamples=resamples, seed=seed)
         row["diff_intervals"] = intervals.pop("diff", None)
         row["intervals"] = intervals
+        if champion is not None:
+            # The same seed draws the same resampled rows: the champion's own interval on this span, for the sanity
+            # check against the interval recorded at its validation.
+            row["champion_intervals"] = bootstrap_intervals(y, champion, threshold, resamples=resamples, seed=seed)
     return row

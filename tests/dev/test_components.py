@@ -32,12 +32,14 @@ ROOT = Path(__file__).resolve().parents[2]
 IMAGE = "registry.example/ctloop-{}:1.2.3"
 # component -> the inputs a pipeline gives it (artifacts come from an importer)
 COMPONENTS = {
+    "resolve_champion": {"config": "c"},
     "validate_data": {"data_uri": "d", "config": "c"},
     "train": {"data_uri": "d", "config": "c"},
     "validate_segments": {"config": "c", "model": "artifact", "test_split": "artifact"},
     "select_trial": {"metrics": [0.5], "trials": ["{}"]},
     "register": {"config": "c", "model": "artifact", "blessing": "artifact", "reference_sample": "artifact",
-                 "schema": "artifact", "segment_report": "artifact", "data_uri": "d", "fingerprint": "{}",
+                 "schema": "artifact", "segment_report": "artifact", "statistics": "artifact",
+                 "anomalies_summary": "artifact", "data_uri": "d", "fingerprint": "{}",
                  "mlflow_run_id": "r"},
     "deploy": {"config": "c", "model_version": "1", "model_uri": "file:///m"},
 }  # fmt: skip

@@ -49,7 +49,16 @@ def test_compilation_is_deterministic(tmp_path):
 def test_tasks_images_and_condition(tmp_path):
     ir = compiled(tmp_path, pipeline={"image_registry": "registry.example/ml", "image_tag": "9.9"})
     tasks = ir["root"]["dag"]["tasks"]
-    assert set(tasks) == {"validate-data", "for-loop-1", "select-trial", "train-2", "validate-segments", "condition-2"}
+    assert set(tasks) == {"resolve-champion", "validate-data", "for-loop-1", "select-trial", "train-2",
+                          "validate-segments", "condition-2"}  # fmt: skip
+    # validate_data holds the span to what resolve_champion found, output to input of the same name
+    champion = {name: p["taskOutputParameter"] for name, p in tasks["validate-data"]["inputs"]["parameters"].items()
+                if "taskOutputParameter" in p}  # fmt: skip
+    assert champion == {
+        name: {"outputParameterKey": name, "producerTask": "resolve-champion"}
+        for name in ("champion_version", "champion_schema_uri", "champion_statistics_uri", "champion_verdict_uri")
+    }
+    assert tasks["resolve-champion"]["cachingOptions"] == {}  # not cached: it reads the registry's champion
     assert set(tasks["train-2"]["dependentTasks"]) == {"validate-data", "select-trial"}
     assert tasks["train-2"]["inputs"]["parameters"]["params_json"]["taskOutputParameter"] == {
         "outputParameterKey": "best_params", "producerTask": "select-trial"}  # fmt: skip
@@ -70,6 +79,7 @@ def test_tasks_images_and_condition(tmp_path):
     assert inner["deploy"]["cachingOptions"] == {}  # not cached: it writes the SeldonDeployment
     images = {name: e["container"]["image"] for name, e in ir["deploymentSpec"]["executors"].items()}
     assert images == {
+        "exec-resolve-champion": "registry.example/ml/ctloop-train:9.9",
         "exec-validate-data": "registry.example/ml/ctloop-validate:9.9",
         "exec-train": "registry.example/ml/ctloop-train:9.9",
         "exec-train-2": "registry.example/ml/ctloop-train:9.9",
@@ -109,6 +119,8 @@ def test_register_gets_every_input_from_its_producer(tmp_path):
         "reference_sample": "pipelinechannel--train-2-reference_sample",
         "schema": "pipelinechannel--validate-data-schema",
         "segment_report": "pipelinechannel--validate-segments-report",
+        "statistics": "pipelinechannel--validate-data-statistics",
+        "anomalies_summary": "pipelinechannel--validate-data-anomalies_summary",
     }
     parameters = {name: p.get("componentInputParameter") for name, p in inputs["parameters"].items()}
     assert parameters == {
@@ -122,7 +134,8 @@ def test_register_gets_every_input_from_its_producer(tmp_path):
 
 def test_without_search_there_is_one_train(tmp_path):
     ir = compiled(tmp_path, model={"search": []})
-    assert set(ir["root"]["dag"]["tasks"]) == {"validate-data", "train", "validate-segments", "condition-1"}
+    assert set(ir["root"]["dag"]["tasks"]) == {
+        "resolve-champion", "validate-data", "train", "validate-segments", "condition-1"}  # fmt: skip
 
 
 def test_cuda_puts_a_gpu_on_train_only(tmp_path):

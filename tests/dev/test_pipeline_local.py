@@ -4,8 +4,6 @@ real local stack (MLflow and Prometheus started by `ctloop up`)."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -14,52 +12,21 @@ from mlflow.tracking import MlflowClient
 
 from ctloop.local import demo_data
 
-ROOT = Path(__file__).resolve().parents[2]
-CTLOOP = [sys.executable, "-m", "ctloop.local.cli"]
+from .local_stack import run_pipeline, running, write_config
+from .local_stack import versions as registered_versions
+
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
-
-
-def write_config(path: Path, local: dict, **changes) -> Path:
-    raw = yaml.safe_load((ROOT / "ctloop.yaml").read_text())
-    raw["local"].update(local)
-    raw["endpoints"]["mlflow"]["tracking_uri"] = f"http://127.0.0.1:{local['mlflow_port']}"
-    raw["endpoints"]["prometheus"]["url"] = f"http://127.0.0.1:{local['prometheus_port']}"
-    # Small spans keep this test short; gates judged on so few rows are noisy, so only the floor stays strict.
-    raw["gates"]["segments"].update(bootstrap=50, min_rows=150, ceilings={})
-    raw["gates"]["segments"]["fairness"]["max_tpr_gap"] = 0.6
-    for section, values in changes.items():
-        raw[section].update(values)
-    path.write_text(yaml.safe_dump(raw))
-    return path
 
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    import socket
-
-    def free() -> int:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            return s.getsockname()[1]
-
     folder = tmp_path_factory.mktemp("stack")
-    services = ("mlflow", "prometheus", "gateway", "webhook", "watcher", "rollout")
-    local = {"state_dir": str(folder / "state"), "venvs_dir": str(ROOT / ".venvs"),
-             **{f"{name}_port": free() for name in services}}  # fmt: skip
-    config = write_config(folder / "ctloop.yaml", local)
-    up = subprocess.run([*CTLOOP, "up", "-c", str(config)], capture_output=True, text=True)
-    assert up.returncode == 0, up.stderr
-    spans = {}
-    for name, seed, drift in (("clean", 3, None), ("new-category", 4, "new-category")):
-        spans[name] = str(folder / "spans" / name)
-        demo_data.write_span(spans[name], rows=8_000, seed=seed, drift=drift)
-    yield {"folder": folder, "local": local, "config": config, "spans": spans}
-    subprocess.run([*CTLOOP, "down", "-c", str(config)], capture_output=True)
-
-
-def run_pipeline(config: Path, data: str, *extra: str):
-    return subprocess.run([*CTLOOP, "pipeline", "run", "--local", "--data", data, "-c", str(config), *extra],
-                          capture_output=True, text=True)  # fmt: skip
+    with running(folder) as (config, local):
+        spans = {}
+        for name, seed, drift in (("clean", 3, None), ("new-category", 4, "new-category")):
+            spans[name] = str(folder / "spans" / name)
+            demo_data.write_span(spans[name], rows=8_000, seed=seed, drift=drift)
+        yield {"folder": folder, "local": local, "config": config, "spans": spans}
 
 
 def first_run(stack) -> Path:
@@ -68,8 +35,7 @@ def first_run(stack) -> Path:
 
 
 def versions(stack) -> list:
-    client = MlflowClient(f"http://127.0.0.1:{stack['local']['mlflow_port']}")
-    return client.search_model_versions("name='ctloop-credit-risk'")
+    return registered_versions(stack["local"])
 
 
 def test_clean_span_runs_end_to_end_and_registers_a_candidate(stack):

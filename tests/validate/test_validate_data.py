@@ -77,7 +77,7 @@ def test_clean_span_passes_and_revalidates_against_its_inferred_schema(settings,
 def test_without_a_reference_the_schema_is_inferred_and_drift_is_reported_as_not_measured(settings, spans):
     result = run(settings, spans["clean"])
     assert result.passed
-    assert result.comparisons["drift"] == "not measured: no previous span"
+    assert result.comparisons["drift"] == "not measured: no previous span and no champion"
     assert result.schema_source == "inferred from this span, curated"
     assert result.notes  # the reviewer is told to pin it
 
@@ -137,11 +137,33 @@ def test_missing_value_flood_is_caught(settings, spans, tmp_path):
     assert "FEATURE_TYPE_LOW_FRACTION_PRESENT" in kinds(result)["utilization"]
 
 
-def test_drift_beyond_threshold_names_the_drifted_features(settings, spans):
+def test_drift_beyond_threshold_names_the_drifted_features_and_is_reported_not_stopped(settings, spans):
+    """A retrain after drift trains on drifted data: the drift is reported, below the stop levels it stops nothing."""
     result = run(settings, spans["covariate"], reference_uri=spans["ref"])
     manifest = json.loads((Path(spans["covariate"]) / "manifest.json").read_text())
-    drifted = {p.feature for p in result.errors if p.kind.startswith("COMPARATOR_")}
+    drifted = {p.feature for p in result.problems if p.kind.startswith("COMPARATOR_")}
     assert drifted == set(manifest["drift"]["features"]) == {"income", "utilization", "region"}
+    assert result.passed and not result.errors
+    measured = executor.drift_measured(result.anomalies)
+    # the same drift stops the span once the stop level is below what was measured
+    stop = min(measured[("income", "JENSEN_SHANNON_DIVERGENCE")], 0.5) * 0.9
+    strict = settings.copy(deep=True)
+    strict.gates.data.stop_jsd = stop
+    strict.gates.data.features = {k: v for k, v in strict.gates.data.features.items() if v <= stop}
+    stopped = run(strict, spans["covariate"], reference_uri=spans["ref"])
+    assert "income" in {p.feature for p in stopped.errors if p.kind.startswith("COMPARATOR_")}
+
+
+def test_a_unit_change_is_past_the_stop_level(settings, spans, tmp_path):
+    """Months sent as years: nothing in ctloop.yaml bounds loan_term_months, the drift stop level catches it."""
+
+    def to_years(frame):
+        frame["loan_term_months"] = frame["loan_term_months"] / 12
+
+    result = run(settings, variant(spans, tmp_path, to_years), reference_uri=spans["ref"])
+    assert "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH" in {
+        p.kind for p in result.errors if p.feature == "loan_term_months"
+    }
 
 
 def test_skew_against_serving_data(settings, spans, tmp_path):
@@ -155,7 +177,7 @@ def test_skew_against_serving_data(settings, spans, tmp_path):
     stats = tfdv.generate_statistics_from_dataframe(frame.drop(columns=["application_id", "event_date"]))
     (tmp_path / "serving.pb").write_bytes(stats.SerializeToString())
     result = run(settings, spans["clean"], serving_statistics=str(tmp_path / "serving.pb"))
-    skewed = {p.feature for p in result.errors if p.kind.startswith("COMPARATOR_")}
+    skewed = {p.feature for p in result.problems if p.kind.startswith("COMPARATOR_")}
     assert "region" in skewed and "utilization" in skewed
     assert result.comparisons["skew"] == "measured against serving data"
 
@@ -262,3 +284,55 @@ def test_entry_program_bad_input_writes_nothing(tmp_path):
     assert result.returncode == spec.EXIT_BAD_INPUT
     assert str(tmp_path / "missing") in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "out").exists()
+
+
+@pytest.fixture(scope="module")
+def champion(settings, spans, tmp_path_factory) -> executor.Champion:
+    """What register logs with a version trained on the reference span: its schema, statistics and data verdict,
+    as resolve_champion hands them over (URIs)."""
+    folder = tmp_path_factory.mktemp("champion")
+    trained = run(settings, spans["ref"])
+    paths = {spec.SCHEMA: folder / "schema.pbtxt", spec.STATISTICS: folder / "stats.pb",
+             spec.ANOMALIES_JSON: folder / "anomalies.json"}  # fmt: skip
+    executor.write_outputs(trained, {name: str(path) for name, path in paths.items()})
+    return executor.Champion("4", str(paths[spec.SCHEMA]), str(paths[spec.STATISTICS]), str(paths[spec.ANOMALIES_JSON]))
+
+
+def test_a_span_is_held_to_the_champions_schema_statistics_and_figures(settings, spans, champion):
+    result = run(settings, spans["clean"], champion=champion)
+    assert result.passed, result.errors
+    assert result.schema_source == "the champion's (v4) registered schema, curated with this config"
+    assert result.comparisons["drift"] == "measured against the champion's (v4) training span"
+    assert result.comparisons["span"] == "compared with the champion's (v4) training span"
+    verdict = json.loads(result.verdict().to_json())
+    assert verdict["champion_version"] == "4" and verdict["figures"]["rows"] == ROWS
+    summary = result.outputs()[spec.SUMMARY_MD].decode()
+    assert "the champion's (v4) registered schema" in summary and "label shares" in summary
+
+
+def test_against_the_champion_a_new_category_share_stops_the_span_naming_the_feature(settings, spans, champion):
+    result = run(settings, spans["newcat"], champion=champion)
+    assert {(p.feature, p.kind) for p in result.errors} == {("channel", "NEW_CATEGORY")}, result.errors
+
+
+def test_against_the_champion_inverted_labels_stop_the_span(settings, spans, champion, tmp_path):
+    def invert(frame):
+        frame["default"] = 1 - frame["default"]
+
+    result = run(settings, variant(spans, tmp_path, invert), champion=champion)
+    assert ("default", "LABEL_SHIFT") in {(p.feature, p.kind) for p in result.errors}
+
+
+def test_a_pinned_schema_wins_over_the_champions(settings, spans, champion, tmp_path):
+    pinned_settings = settings.copy(deep=True)
+    pinned_settings.data.schema_uri = champion.schema  # the champion's own, strict: its string domains kept
+    result = run(pinned_settings, spans["newcat"], champion=champion)
+    assert result.schema_source == f"pinned ({champion.schema})"
+    assert "ENUM_TYPE_UNEXPECTED_STRING_VALUES" in kinds(result)["channel"]
+
+
+def test_a_champion_registered_without_artifacts_is_said_so(settings, spans):
+    result = run(settings, spans["clean"], champion=executor.Champion("2"))
+    assert result.passed
+    assert result.comparisons["drift"] == "not measured: the champion's (v2) version was registered without statistics"
+    assert any("registered without a schema" in n for n in result.notes)

@@ -8,6 +8,7 @@ its versions, and the one place where MLflow's errors are translated.
     validate_segments   judges a candidate against the model behind ``champion``
     rollout controller  moves ``champion`` (promote), tags versions retired, rejected or superseded
     drift watcher       uses the training sample of the version behind ``champion`` as its reference
+    resolve_champion    hands validate_data the champion's schema, training statistics and data verdict
 
 Every write is idempotent, so a restarted step or controller may repeat its last call. MLflow's errors become
 ``NotReadyError`` (a registry outage pauses, it does not crash); a missing alias or version is ``None``.
@@ -20,7 +21,7 @@ from enum import Enum
 
 from ctloop.errors import NotReadyError
 
-__all__ = ["CANDIDATE", "CHAMPION", "LINEAGE", "Registry", "RolloutTag", "connect", "is_not_found"]
+__all__ = ["CANDIDATE", "CHAMPION", "LINEAGE", "VERSION_ARTIFACTS", "Registry", "RolloutTag", "connect", "is_not_found"]
 
 CHAMPION, CANDIDATE = "champion", "candidate"
 
@@ -43,6 +44,19 @@ LINEAGE = (
     "ctloop.blessed",
     "ctloop.blessing",
 )
+ACCEPTED_TAG = "ctloop.accepted"  # checks a person let pass on purpose (gates.segments.accept_label_change)
+
+# What register logs with every version, in its training run's artifacts: (folder, file name). A later span is
+# judged against the champion's schema, statistics and data verdict; its blessing records its own validation.
+VERSION_ARTIFACTS = {
+    "model": ("model", ""),
+    "reference_sample": ("reference", "reference.parquet"),
+    "schema": ("schema", "schema.pbtxt"),
+    "statistics": ("data", "stats.pb"),
+    "data_verdict": ("data", "anomalies.json"),
+    "segment_report": ("validation", "segments.html"),
+    "blessing": ("validation", "blessing.json"),
+}
 
 
 class RolloutTag(str, Enum):
@@ -95,6 +109,18 @@ class Registry:
     def tags(self, version: str) -> dict[str, str]:
         found = self._call(self.client.get_model_version, self.name, version)
         return dict(found.tags) if found is not None else {}
+
+    def artifact_uri(self, version: str, name: str) -> str | None:
+        """Where register put the artifact ``name`` (a VERSION_ARTIFACTS key) of ``version``; None: no such version."""
+        found = self._call(self.client.get_model_version, self.name, version)
+        if found is None:
+            return None
+        run = self._call(self.client.get_run, found.run_id)
+        if run is None:
+            return None
+        from ctloop import artifacts
+
+        return artifacts.join(run.info.artifact_uri, *filter(None, VERSION_ARTIFACTS[name]))
 
     def download_uri(self, version: str) -> str:
         """The version's physical artifact location (what Seldon's storage initializer and the model server read)."""

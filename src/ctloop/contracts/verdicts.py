@@ -34,6 +34,10 @@ class DataVerdict:
     comparisons: dict[str, str]  # drift, skew: what it was measured against, or why not
     fingerprint: dict  # the span's (contracts.span.Fingerprint)
     notes: list[str] = field(default_factory=list)
+    # The span's own figures (duplicate and label shares, categories, label associations): registered with the
+    # version, they are what the next span is compared with.
+    figures: dict = field(default_factory=dict)
+    champion_version: str | None = None  # whose schema, statistics and figures the span was held to
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2)

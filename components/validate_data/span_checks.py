@@ -1,0 +1,369 @@
+"""Checks of a span that TFDV's schema and drift comparisons do not make: duplicated rows, repeated ids, a changed
+label balance, new categories against the champion's training span, and columns that leak the label.
+
+Each span's own figures are recorded in its data verdict, so the next span is judged against the champion's
+figures without reading the champion's data again. Pandas and numpy only: this runs in the validate image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["SpanProblem", "figures", "check", "auc", "MAX_CATEGORIES", "MIN_CATEGORY_ROWS"]
+
+NEW_CATEGORY, DUPLICATE_ROWS, REPEATED_IDS = "NEW_CATEGORY", "DUPLICATE_ROWS", "REPEATED_IDS"
+LABEL_SHIFT, LABEL_LEAKAGE = "LABEL_SHIFT", "LABEL_LEAKAGE"
+ERROR, WARNING = "ERROR", "WARNING"
+DATASET = "(dataset)"
+
+# A verdict records at most this many categories per feature: an id-like "categorical" would otherwise bloat it.
+MAX_CATEGORIES = 1000
+# In-sample target encoding of a small category is mostly its own noise: a category of 3 rows scores 0 or 1.
+MIN_CATEGORY_ROWS = 30
+
+
+@dataclass(frozen=True)
+class SpanProblem:
+    feature: str
+    kind: str
+    severity: str  # "ERROR" or "WARNING"
+    description: str
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Values as the strings the verdict records
+
+
+def _as_strings(values: pd.Series) -> pd.Series:
+    """Non-missing values as strings; a float column of whole numbers reads as integers, so that a span whose
+    column holds a NaN (and so became float) records the same categories and classes as one without."""
+    values = values.dropna()
+    if pd.api.types.is_float_dtype(values.dtype):
+        numbers = values.to_numpy()
+        if np.all((np.mod(numbers, 1) == 0) & (np.abs(numbers) < 2**53)):
+            values = values.astype(np.int64)
+    return values.astype(str)
+
+
+def _factorize(values: pd.Series) -> tuple[np.ndarray, pd.Series]:
+    """Codes per row (-1: missing) and the distinct values; one factorisation serves counts and target encoding."""
+    codes, uniques = pd.factorize(values)
+    return codes, pd.Series(uniques)
+
+
+def _string_counts(codes: np.ndarray, uniques: pd.Series) -> pd.Series:
+    """Row count per value as string, most frequent first (ties by value, so that truncation is reproducible).
+    Converts the few distinct values, never every row."""
+    if not len(uniques):
+        return pd.Series(dtype=np.int64)
+    counts = np.bincount(codes[codes >= 0], minlength=len(uniques))
+    counts = pd.Series(counts, index=_as_strings(uniques).to_numpy()).groupby(level=0).sum()
+    # groupby sorts by value: the stable sort keeps that order among equal counts.
+    return counts.iloc[np.argsort(-counts.to_numpy(), kind="stable")]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# AUC
+
+
+def auc(scores, labels) -> float | None:
+    """Area under the ROC curve of scores against 0/1 labels (Mann-Whitney U, ties count half); None without both
+    classes. Rows with a NaN score are left out."""
+    return _auc(np.asarray(scores, dtype=float), np.asarray(labels, dtype=bool))[0]
+
+
+def _auc(scores: np.ndarray, labels: np.ndarray) -> tuple[float | None, int]:
+    """The AUC and the number of distinct scores, from one sort: pandas' rank is several times slower."""
+    keep = ~np.isnan(scores)
+    scores, labels = scores[keep], labels[keep]
+    if not len(scores):
+        return None, 0
+    order = np.argsort(scores)
+    ordered = scores[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # each run of tied scores
+    positives = np.add.reduceat(labels[order].astype(np.int64), starts)
+    negatives = np.diff(np.r_[starts, len(ordered)]) - positives
+    return _auc_of_runs(positives, negatives), len(starts)
+
+
+def _auc_of_runs(positives: np.ndarray, negatives: np.ndarray) -> float | None:
+    """AUC from the class counts of each run of tied scores, runs in ascending order of score: each positive beats
+    the negatives of the runs below its own and ties with half of its own run's."""
+    total_positives, total_negatives = int(positives.sum()), int(negatives.sum())
+    if total_positives == 0 or total_negatives == 0:
+        return None
+    below = np.cumsum(negatives) - negatives
+    return float((positives * (below + 0.5 * negatives)).sum() / (total_positives * total_negatives))
+
+
+def _binary_labels(frame: pd.DataFrame, label: str) -> tuple[np.ndarray | None, str]:
+    """The labels as floats 0 and 1 (NaN: unlabelled), or None and why not."""
+    column = frame[label]
+    if not (pd.api.types.is_numeric_dtype(column.dtype) or pd.api.types.is_bool_dtype(column.dtype)):
+        return None, f"label {label!r} is not numeric 0/1"
+    values = column.to_numpy(dtype=float, na_value=np.nan)
+    present = values[~np.isnan(values)]
+    if not np.isin(present, (0.0, 1.0)).all():
+        return None, f"label {label!r} holds values other than 0 and 1"
+    return values, ""
+
+
+def _label_association(frame: pd.DataFrame, settings, factors: dict) -> tuple[dict[str, float | None], list[str]]:
+    """|2 AUC - 1| of every column against a 0/1 label, and why any column or the whole check was skipped.
+    ``factors`` holds the factorised categorical features, to be reused."""
+    data = settings.data
+    if data.task.value != "binary_classification" or data.label not in frame.columns:
+        return {}, []
+    labels, why = _binary_labels(frame, data.label)
+    if labels is None:
+        return {}, [f"{LABEL_LEAKAGE}: {why}"]
+    labelled = ~np.isnan(labels)
+    y = labels[labelled] == 1.0
+    if y.all() or not y.any():
+        return {}, [f"{LABEL_LEAKAGE}: label {data.label!r} has one class only"]
+    categorical = {f.name for f in settings.features if f.type == "categorical"}
+    skip = {data.label, data.id_column, data.timestamp}
+    columns = [c for c in frame.columns if c not in skip]
+    out: dict[str, float | None] = {}
+    skipped: list[str] = []
+    for column in columns:
+        values = frame[column]
+        numeric = column not in categorical and (
+            pd.api.types.is_numeric_dtype(values.dtype) or pd.api.types.is_bool_dtype(values.dtype)
+        )
+        if numeric:
+            area, distinct = _auc(values.to_numpy(dtype=float, na_value=np.nan)[labelled], y)
+            out[column] = 0.0 if distinct < 2 else None if area is None else abs(2 * area - 1)
+            if out[column] is None:
+                skipped.append(f"{LABEL_LEAKAGE} {column}: its non-missing values have one class only")
+            continue
+        codes = factors[column][0] if column in factors else pd.factorize(values)[0]
+        out[column], why = _category_association(codes[labelled], y)
+        if why:
+            skipped.append(f"{LABEL_LEAKAGE} {column}: {why}")
+    return out, skipped
+
+
+def _category_association(codes: np.ndarray, y: np.ndarray) -> tuple[float | None, str]:
+    """Score each row by its category's mean label, over categories of at least MIN_CATEGORY_ROWS rows that hold at
+    least half the rows together: otherwise the in-sample means of many small categories (an id) fit any label."""
+    present = codes >= 0  # a missing value (-1) is not a category
+    counts = np.bincount(codes[present])
+    big = counts >= MIN_CATEGORY_ROWS
+    covered = int(counts[big].sum())
+    if covered < len(y) / 2:
+        return None, f"{covered} of {len(y)} labelled rows are in categories of {MIN_CATEGORY_ROWS}+ rows, under half"
+    # Every row of a category has its mean as score: the AUC follows from the categories' counts, no row sort.
+    positives = np.bincount(codes[present], weights=y[present], minlength=len(counts))[big]
+    negatives = counts[big] - positives
+    means = positives / counts[big]
+    order = np.argsort(means, kind="stable")
+    ordered = means[order]
+    starts = np.flatnonzero(np.r_[True, ordered[1:] != ordered[:-1]])  # categories of equal mean tie
+    area = _auc_of_runs(np.add.reduceat(positives[order], starts), np.add.reduceat(negatives[order], starts))
+    if area is None:
+        return None, f"its categories of {MIN_CATEGORY_ROWS}+ rows hold one class only"
+    return abs(2 * area - 1), ""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The span's figures
+
+
+def _label_shares(frame: pd.DataFrame, settings) -> dict[str, float]:
+    data = settings.data
+    if data.task.value == "regression" or data.label not in frame.columns:
+        return {}
+    counts = _string_counts(*_factorize(frame[data.label]))
+    total = counts.sum()
+    return {str(k): float(v / total) for k, v in counts.sort_index().items()} if total else {}
+
+
+def _duplicate_share(frame: pd.DataFrame) -> float:
+    """Share of rows that repeat an earlier row over every column, NaN equal to NaN. Row hashes find the candidates
+    fast (DataFrame.duplicated alone takes several times longer); the exact comparison confirms them."""
+    if not len(frame):
+        return 0.0
+    candidates = pd.util.hash_pandas_object(frame, index=False).duplicated(keep=False).to_numpy()
+    if not candidates.any():
+        return 0.0
+    return float(frame[candidates].duplicated(keep="first").sum() / len(frame))
+
+
+def figures(frame: pd.DataFrame, settings) -> dict:
+    """The span's own figures, JSON-serialisable, recorded in the data verdict so that the next span can compare:
+    rows, duplicate_share, id_repeat_share (None without data.id_column), label_shares, categories (at most
+    MAX_CATEGORIES per feature, the most frequent; categories_truncated names the features cut), label_association
+    (None where not computed) and skipped (what was not checked, and why)."""
+    return _measure(frame, settings)[0]
+
+
+def _measure(frame: pd.DataFrame, settings) -> tuple[dict, dict[str, pd.Series]]:
+    """The figures and, per categorical feature, its row counts per value (as string), for the checks."""
+    rows = len(frame)
+    id_column = settings.data.id_column
+    id_repeat_share = None
+    if id_column and id_column in frame.columns:
+        ids = frame[id_column]
+        # A missing id repeats nothing: that is a missing-values problem, which the schema reports.
+        repeats = ids.duplicated(keep="first") & ids.notna()
+        id_repeat_share = float(repeats.mean()) if rows else 0.0
+    factors, counts, categories, truncated = {}, {}, {}, []
+    for feature in settings.features:
+        if feature.type != "categorical" or feature.name not in frame.columns:
+            continue
+        factors[feature.name] = _factorize(frame[feature.name])
+        counts[feature.name] = _string_counts(*factors[feature.name])
+        if len(counts[feature.name]) > MAX_CATEGORIES:
+            truncated.append(feature.name)
+        categories[feature.name] = sorted(counts[feature.name].index[:MAX_CATEGORIES])
+    association, skipped = _label_association(frame, settings, factors)
+    own = {
+        "rows": rows,
+        "duplicate_share": _duplicate_share(frame),
+        "id_repeat_share": id_repeat_share,
+        "label_shares": _label_shares(frame, settings),
+        "categories": categories,
+        "categories_truncated": truncated,
+        "label_association": association,
+        "skipped": skipped,
+    }
+    return own, counts
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The checks
+
+
+def _duplicates(own: dict, reference: dict | None, settings) -> list[SpanProblem]:
+    limit = settings.gates.data.max_duplicate_increase
+    share = own["duplicate_share"]
+    before = (reference or {}).get("duplicate_share")
+    if before is None:
+        if share <= limit:
+            return []
+        return [
+            SpanProblem(
+                DATASET,
+                DUPLICATE_ROWS,
+                WARNING,
+                f"{share:.3f} of rows exactly repeat an earlier row, above gates.data.max_duplicate_increase {limit} "
+                "(no champion's span to compare with: natural repeats of few-valued data, or a span loaded twice?)",
+            )
+        ]
+    if share - before <= limit:
+        return []
+    return [
+        SpanProblem(
+            DATASET,
+            DUPLICATE_ROWS,
+            ERROR,
+            f"{share:.3f} of rows exactly repeat an earlier row against {before:.3f} in the champion's span: a rise "
+            f"of {share - before:.3f} > gates.data.max_duplicate_increase {limit} (a join fanning out, a span loaded "
+            "twice?)",
+        )
+    ]
+
+
+def _repeated_ids(own: dict, settings) -> list[SpanProblem]:
+    share, limit = own["id_repeat_share"], settings.gates.data.max_id_repeat_share
+    if share is None or share <= limit:
+        return []
+    column = settings.data.id_column
+    return [
+        SpanProblem(
+            column,
+            REPEATED_IDS,
+            ERROR,
+            f"{share:.3f} of rows repeat an earlier row's {column} > gates.data.max_id_repeat_share {limit} "
+            "(rows duplicated upstream, or the id is not unique)",
+        )
+    ]
+
+
+def _label_shift(own: dict, reference: dict, settings) -> list[SpanProblem]:
+    now, before = own["label_shares"], reference.get("label_shares")
+    if settings.data.task.value == "regression" or not now or not before:
+        return []
+    limit = settings.gates.data.max_label_shift
+    accepted = settings.gates.segments.accept_label_change
+    shift, cls = max((abs(now.get(c, 0.0) - before.get(c, 0.0)), c) for c in sorted(set(now) | set(before)))
+    if shift <= limit:
+        return []
+    label = settings.data.label
+    text = (
+        f"label {label!r}: class {cls!r} has share {now.get(cls, 0.0):.3f} against {before.get(cls, 0.0):.3f} in the "
+        f"champion's span, a change of {shift:.3f} > gates.data.max_label_shift {limit}: "
+    )
+    if accepted:
+        text += "accepted as intended by gates.segments.accept_label_change"
+    else:
+        text += "labels inverted or a population change? If intended, set gates.segments.accept_label_change: true"
+    return [SpanProblem(label, LABEL_SHIFT, WARNING if accepted else ERROR, text)]
+
+
+def _new_categories(counts: dict, rows: int, reference: dict, settings, skipped: list[str]) -> list[SpanProblem]:
+    known_lists = reference.get("categories")
+    if not known_lists:
+        return []
+    truncated = reference.get("categories_truncated")
+    if truncated is None:  # figures kept without that key: a full list may have been cut
+        truncated = [name for name, known in known_lists.items() if len(known) >= MAX_CATEGORIES]
+    limit = settings.gates.data.max_new_category_share
+    out = []
+    for name in counts:
+        if not rows:
+            continue
+        if name not in known_lists:
+            skipped.append(f"{NEW_CATEGORY} {name}: not among the champion's span's categories")
+            continue
+        if name in truncated:
+            skipped.append(
+                f"{NEW_CATEGORY} {name}: the champion's span recorded only its {MAX_CATEGORIES} most frequent values"
+            )
+            continue
+        new = counts[name][~counts[name].index.isin(known_lists[name])]
+        share = float(new.sum() / rows)
+        if share <= limit:
+            continue
+        top = ", ".join(repr(v) for v in new.index[:3])
+        out.append(
+            SpanProblem(
+                name,
+                NEW_CATEGORY,
+                ERROR,
+                f"{name}: {share:.3f} of rows hold a value the champion's span never had > "
+                f"gates.data.max_new_category_share {limit} ({len(new)} new values, most frequent: {top})",
+            )
+        )
+    return out
+
+
+def _leakage(own: dict, settings) -> list[SpanProblem]:
+    limit = settings.gates.data.max_label_association
+    return [
+        SpanProblem(
+            column,
+            LABEL_LEAKAGE,
+            ERROR,
+            f"{column} predicts the label {settings.data.label!r} almost perfectly (association {value:.3f} >= "
+            f"gates.data.max_label_association {limit}): a label copy or a value recorded after the outcome",
+        )
+        for column, value in own["label_association"].items()
+        if value is not None and value >= limit
+    ]
+
+
+def check(frame: pd.DataFrame, settings, reference: dict | None) -> tuple[dict, list[SpanProblem]]:
+    """The span's figures and its problems. ``reference`` is figures() of the champion's training span; None (no
+    champion) runs only the checks that need no reference."""
+    own, counts = _measure(frame, settings)
+    problems = _duplicates(own, reference, settings) + _repeated_ids(own, settings)
+    if reference is not None:
+        problems += _label_shift(own, reference, settings)
+        problems += _new_categories(counts, own["rows"], reference, settings, own["skipped"])
+    problems += _leakage(own, settings)
+    return own, problems
