@@ -72,32 +72,18 @@ def from_file(settings: Settings, uri: str, source: str) -> Schema:
 
 
 def from_champion(settings: Settings) -> Schema:
-    """The schema registered with the champion: the one file its training run logged under ``schema/``."""
-    from mlflow.exceptions import MlflowException
-
+    """The schema registered with the champion (where resolve_champion finds it for validate_data)."""
     from ctloop.contracts import registry
 
     found = registry.connect(settings)
-    name, uri = found.name, settings.endpoints.mlflow.tracking_uri
-    version = found.by_alias(registry.CHAMPION)
+    version = found.champion()
     if version is None:
-        raise NotFoundError(f"{name} has no champion at {uri}")
-    try:
-        # register logs the file it was given, under its output's name (schema.pbtxt, or schema from KFP).
-        files = [a.path for a in found.client.list_artifacts(version.run_id, "schema") if not a.is_dir]
-        if len(files) != 1:
-            raise NotFoundError(
-                f"the champion, {name} version {version.version}, has {len(files) or 'no'} files under schema/ "
-                f"in run {version.run_id}, not one"
-            )
-        with tempfile.TemporaryDirectory(prefix="ctloop-schema-") as tmp:
-            content = Path(found.client.download_artifacts(version.run_id, files[0], tmp)).read_bytes()
-    except MlflowException as e:
-        raise NotReadyError(f"MLflow at {uri}: {e.message[:300]}") from None
-    where = f"runs:/{version.run_id}/{files[0]}"
-    return read(
-        settings, content, where, f"the champion's registered schema: {name} version {version.version} ({where})"
-    )
+        raise NotFoundError(f"{found.name} has no champion at {settings.endpoints.mlflow.tracking_uri}")
+    uri = found.artifact_uri(version, "schema")
+    if not uri or not artifacts.exists(uri):
+        raise NotFoundError(f"the champion, {found.name} version {version}, was registered without a schema ({uri})")
+    return read(settings, artifacts.read_bytes(uri), uri,
+                f"the champion's registered schema: {found.name} version {version} ({uri})")  # fmt: skip
 
 
 def inferred(settings: Settings, data_uri: str) -> Schema:

@@ -10,11 +10,10 @@ import numpy as np
 from ctloop import artifacts, datasets, model_format
 from ctloop.components.validate_segments import gates, metrics, spec
 from ctloop.contracts import verdicts
-from ctloop.contracts.registry import CHAMPION
+from ctloop.contracts.registry import CHAMPION, VERSION_ARTIFACTS
 from ctloop.errors import BadInputError, NotFoundError
 
 # Where a registered version's blessing lies, relative to its run's artifact root (register logs it there).
-VALIDATION_RECORD = ("validation", "blessing.json")
 
 
 @dataclass
@@ -70,9 +69,9 @@ def validation_record(model_uri: str) -> tuple[dict | None, str]:
     unreadable store (access denied, S3 down) is an error like any other.
     """
     root, _, folder = model_uri.rstrip("/").rpartition("/")
-    if folder != "model" or not root:
+    if folder != VERSION_ARTIFACTS["model"][0] or not root:
         return None, f"{model_uri} is not a run's model folder (<run artifacts>/model): no validation record beside it"
-    uri = artifacts.join(root, *VALIDATION_RECORD)
+    uri = artifacts.join(root, *VERSION_ARTIFACTS["blessing"])
     try:
         found = json.loads(artifacts.read_bytes(uri))
     except NotFoundError:
