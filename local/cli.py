@@ -126,12 +126,37 @@ def validate(data, reference, schema, out, beam, beam_arg, config_path) -> None:
     for flag, value in (("--reference", reference), ("--schema", schema)):
         if value:
             argv += [flag, value]
+    if not reference:
+        argv += _champion_arguments(settings, config_path, Path(out) / "champion")
     if beam:
         argv += ["--beam", *[f"--beam-arg={a}" for a in beam_arg]]
     code = subprocess.call(argv)
     if code == 0:
         click.echo(f"outputs in {out}", err=True)
     sys.exit(code)
+
+
+def _champion_arguments(settings, config_path: str, out) -> list[str]:
+    """What the pipeline's resolve-champion step hands validate_data, found by the same entry program; an
+    unreachable registry is said in one line and the span is judged without it."""
+    import subprocess
+
+    from ctloop.components.resolve_champion import __main__ as resolver
+    from ctloop.components.resolve_champion import spec as resolved
+    from ctloop.local import environments
+
+    python = environments.python_for(settings, "train")
+    found = subprocess.run([str(python), "-m", "ctloop.components.resolve_champion", "--config", config_path,
+                            "--out", str(out)], capture_output=True, text=True)  # fmt: skip
+    if found.returncode != 0:
+        why = (found.stderr.strip().splitlines() or [f"exit status {found.returncode}"])[-1]
+        click.echo(f"not held to a champion: {why}", err=True)
+        return []
+    argv = []
+    for name in (resolved.CHAMPION_VERSION, *resolver.ARTIFACTS):
+        value = (out / resolved.COMPONENT.output_files[name]).read_text()
+        argv += [f"--{name.replace('_', '-')}", value] if value else []
+    return argv
 
 
 @main.group("schema")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,6 +13,7 @@ import pytest
 from ctloop import __version__
 
 CTLOOP = [sys.executable, "-m", "ctloop.local.cli"]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def ctloop(*args, cwd=None):
@@ -66,3 +68,22 @@ def test_data_generate_bad_input_names_the_argument(tmp_path):
     assert not (tmp_path / "x").exists()
     result = ctloop("data", "generate", "--rows", "2000", "--out", "ftp://host/x")
     assert result.returncode == 2 and "ftp://host/x" in result.stderr
+
+
+def test_validate_says_when_it_cannot_hold_the_span_to_a_champion(tmp_path, example_config_text, free_port):
+    """With the registry down, `ctloop validate` says so in one line and judges the span on its own."""
+    import yaml
+
+    from ctloop.local import demo_data
+
+    raw = yaml.safe_load(example_config_text)
+    raw["endpoints"]["mlflow"]["tracking_uri"] = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    raw["local"]["venvs_dir"] = str(ROOT / ".venvs")
+    (tmp_path / "ctloop.yaml").write_text(yaml.safe_dump(raw))
+    demo_data.write_span(str(tmp_path / "span"), rows=2_000, seed=3)
+    result = ctloop("validate", "--data", str(tmp_path / "span"), "--out", str(tmp_path / "out"), "-c",
+                    str(tmp_path / "ctloop.yaml"))  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert [line for line in result.stderr.splitlines() if line.startswith("not held to a champion: ")]
+    verdict = json.loads((tmp_path / "out" / "anomalies.json").read_text())
+    assert verdict["champion_version"] is None and verdict["schema_source"] == "inferred from this span, curated"

@@ -76,11 +76,14 @@ def check_story(summary: dict, out: Path) -> None:
     def step(prefix: str) -> dict:
         return next(e for e in summary["timeline"] if e["what"].startswith(prefix))
 
-    # v1 from day 0, v2 from the drift-triggered run, v3 from the corrupted span: a state of its own every run
+    # v1 from day 0, v2 from the drift-triggered run; the corrupted span stopped offline, then v3 from it by a
+    # deliberate override: a state of its own every run
     assert step("v1 blessed, registered, champion")
     assert step("watcher confirmed drift")["result"]["drift"] is True
     assert any(s.startswith("webhook-started pipeline registered v2") for s in steps)
     assert any(s.startswith("v2 promoted") for s in steps)
+    stopped = step("stopped offline, nothing registered")["what"]
+    assert "LABEL_SHIFT" in stopped or "champion_sanity" in stopped, stopped
     rolled_back = step("v3 rolled back")
     assert rolled_back["failed_checks"], "a rollback names the checks that failed"
 
@@ -89,6 +92,7 @@ def check_story(summary: dict, out: Path) -> None:
     assert "champion" in versions["2"]["aliases"]
     assert versions["1"]["tags"]["ctloop.rollout"] == "retired"
     assert versions["3"]["tags"]["ctloop.rollout"] == "rejected" and "champion" not in versions["3"]["aliases"]
+    assert "label_change" in versions["3"]["tags"]["ctloop.accepted"]  # the override is on the version
     clock = summary["clock"]
     assert clock["drift_onset"] < clock["drift_detected"] < clock["candidate_registered"] < clock["promoted"]
 
@@ -101,7 +105,8 @@ def check_story(summary: dict, out: Path) -> None:
     report = (out / "report.html").read_text()
     runs = report[report.index("Pipeline runs") :]
     took = [int(s) for s in re.findall(r"<td>(\d+) s</td>", runs)]
-    assert len(took) == 3 and min(took) > 10, took  # each run validated, trained and judged a 20k-row span
+    trained = sorted(took)[1:]  # the stopped run only validated
+    assert len(took) == 4 and min(trained) > 10, took  # the others validated, trained and judged a 20k-row span
     assert "{'" not in report and "Counter(" not in report  # counts are written for people, not as Python
 
 

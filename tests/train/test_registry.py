@@ -17,7 +17,7 @@ from ctloop.components.register import executor as register
 from ctloop.components.train import executor as train
 from ctloop.components.train import tracking
 from ctloop.components.validate_segments import executor as segments
-from ctloop.contracts.registry import Registry
+from ctloop.contracts.registry import VERSION_ARTIFACTS, Registry
 from ctloop.errors import NotReadyError
 from ctloop.local import demo_data
 
@@ -98,6 +98,11 @@ def test_train_register_and_compare_with_the_champion(mlflow_server, tmp_path):
     assert np.allclose(loaded.predict(frame), first["result"].model.predict(frame))
     artifacts_logged = {a.path for a in client.list_artifacts(first["run_id"])}
     assert {"model", "reference", "validation"} <= artifacts_logged
+    # under the names a later step reads them by, whatever the file was called where register found it
+    for name, (folder, file) in VERSION_ARTIFACTS.items():
+        if file and name in ("reference_sample", "segment_report", "blessing"):
+            assert f"{folder}/{file}" in {a.path for a in client.list_artifacts(first["run_id"], folder)}
+    assert Registry(client, "credit-risk-flow").artifact_uri("1", "blessing").endswith("/validation/blessing.json")
 
     # the same training run registered again: found, not duplicated
     again = register.register(client, "credit-risk-flow", register_request(first, 11))
@@ -110,6 +115,9 @@ def test_train_register_and_compare_with_the_champion(mlflow_server, tmp_path):
     blessing = second["judged"].blessing
     assert blessing["champion_version"] == "1" and blessing["champion"] is True
     assert any(c["check"] == "non_inferiority" for c in blessing["checks"])
+    # the champion's own validation record was found in the registry and the sanity check was made, and passed
+    sanity = [c for c in blessing["checks"] if c["check"] == "champion_sanity"]
+    assert sanity and all(c["passed"] for c in sanity) and "sanity_note" not in blessing, blessing.get("sanity_note")
     overall = second["judged"].overall()
     assert overall["champion"]["roc_auc"] > 0.7 and overall["diff_intervals"]["roc_auc"][0] < 0.05
 
