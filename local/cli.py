@@ -343,7 +343,8 @@ def pipeline_run(local, host, data, previous_statistics, schema, pipeline_file, 
         if accept_label_change:
             config.setdefault("gates", {}).setdefault("segments", {})["accept_label_change"] = True
         arguments = {"data_uri": data, "config": json.dumps(config, separators=(",", ":")),
-                     "previous_statistics_uri": previous_statistics, "schema_uri": schema}  # fmt: skip
+                     "previous_statistics_uri": previous_statistics, "schema_uri": schema,
+                     "trials": _trials(settings)}  # fmt: skip
         done = submit.run(client, host, package, experiment or settings.endpoints.kfp.experiment, arguments, cron)
         if done.recurring_run_id:
             click.echo(f"recurring run {done.recurring_run_id} ({cron}) of version {done.version_id}")
@@ -351,6 +352,14 @@ def pipeline_run(local, host, data, previous_statistics, schema, pipeline_file, 
             click.echo(f"run {done.run_id}\n{done.url}")
         return
     _run_locally(settings, package, data, previous_statistics, schema, no_cache)
+
+
+def _trials(settings) -> list[str]:
+    """The search of these settings, not the one the pipeline was compiled with. No search is one trial with no
+    overrides: the compiled search always runs at least one, and the final train then finds it in the cache."""
+    import json
+
+    return [json.dumps(dict(trial), sort_keys=True) for trial in settings.model.search] or ["{}"]
 
 
 def _run_locally(settings, package, data, previous_statistics, schema, no_cache) -> None:
@@ -372,7 +381,7 @@ def _run_locally(settings, package, data, previous_statistics, schema, no_cache)
         data = str(Path(data).resolve())
     # Resolved settings: the steps run in their own folders, where relative paths would mean something else.
     arguments = {"data_uri": data, "config": settings.json(), "previous_statistics_uri": previous_statistics,
-                 "schema_uri": schema}  # fmt: skip
+                 "schema_uri": schema, "trials": _trials(settings)}  # fmt: skip
     runner = local_runner.LocalRunner(ir, root, local_runner.interpreter_for_images(Path(settings.local.venvs_dir)),
                                       cache=not no_cache)  # fmt: skip
     with progress.Display(runner) as display:

@@ -31,10 +31,17 @@ def write_config(path: Path, local: dict, **changes) -> Path:
     # Small spans keep these tests short; gates judged on so few rows are noisy, so only the floor stays strict.
     raw["gates"]["segments"].update(bootstrap=50, min_rows=150, ceilings={})
     raw["gates"]["segments"]["fairness"]["max_tpr_gap"] = 0.6
-    for section, values in changes.items():
-        raw[section].update(values)
+    _merge(raw, changes)
     path.write_text(yaml.safe_dump(raw))
     return path
+
+
+def _merge(into: dict, changes: dict) -> None:
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(into.get(key), dict):
+            _merge(into[key], value)
+        else:
+            into[key] = value
 
 
 @contextmanager
