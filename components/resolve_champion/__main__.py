@@ -14,7 +14,7 @@ import sys
 
 from ctloop import artifacts
 from ctloop.components.resolve_champion import spec
-from ctloop.contracts import registry
+from ctloop.contracts import registry, serving_data
 from ctloop.entrypoint import load_settings
 from ctloop.errors import CtloopError
 
@@ -25,8 +25,11 @@ ARTIFACTS = {
 }
 
 
-def resolve(found: registry.Registry) -> dict[str, str]:
+def resolve(found: registry.Registry, settings) -> dict[str, str]:
     values = dict.fromkeys([spec.CHAMPION_VERSION, *ARTIFACTS], "")
+    # Serving data is there whether or not a champion is: a model may serve before it is promoted.
+    where = (settings.endpoints.artifact_store.root, settings.endpoints.seldon.namespace, settings.name)
+    values[spec.SERVING_DATA_URI] = serving_data.latest_requests(*where) or ""
     version = found.champion()
     if version is None:
         return values
@@ -45,7 +48,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     try:
         settings = load_settings(args)
-        values = resolve(registry.connect(settings, timeout=10))
+        values = resolve(registry.connect(settings, timeout=10), settings)
         for name, path in spec.COMPONENT.output_paths(args).items():
             artifacts.write_bytes(path, values[name].encode())
     except CtloopError as e:

@@ -10,11 +10,13 @@ CHAMPION_VERSION = "champion_version"
 CHAMPION_SCHEMA_URI = "champion_schema_uri"
 CHAMPION_STATISTICS_URI = "champion_statistics_uri"
 CHAMPION_VERDICT_URI = "champion_verdict_uri"
+SERVING_DATA_URI = "serving_data_uri"
 
 COMPONENT = Component(
     name="resolve_champion",
     image="train",
-    description="Find the champion's registered schema, training statistics and data verdict for validate_data.",
+    description="Find the champion's registered schema, training statistics and data verdict, and the serving data "
+    "the drift watcher logged, for validate_data.",
     inputs=[CONFIG],
     outputs=[
         OutputParameter(CHAMPION_VERSION, str, "champion_version.txt", "the version behind `champion`, or empty"),
@@ -23,5 +25,7 @@ COMPONENT = Component(
                         "its training span's statistics (binary proto)"),
         OutputParameter(CHAMPION_VERDICT_URI, str, "champion_verdict_uri.txt",
                         "its training span's data verdict, with the span's figures (JSON)"),
+        OutputParameter(SERVING_DATA_URI, str, "serving_data_uri.txt",
+                        "the newest day of requests the drift watcher logged, for skew"),
     ],
 )  # fmt: skip

@@ -47,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
             pinned_schema=args.pinned_schema_uri or None,
             previous_statistics=args.previous_statistics_uri or None,
             serving_statistics=args.serving_statistics_uri or None,
+            serving_data=args.serving_data_uri or None,
             reference_uri=args.reference or None,
             champion=executor.Champion.of(
                 args.champion_version,

@@ -58,6 +58,7 @@ class Request:
     pinned_schema: str | None = None  # URI of a text Schema
     previous_statistics: str | None = None  # URI of binary statistics of the previous span
     serving_statistics: str | None = None  # URI of binary statistics of logged serving data
+    serving_data: str | None = None  # URI of logged requests (the drift watcher's): their statistics, when none given
     reference_uri: str | None = None  # the previous span's data: its statistics serve as previous_statistics
     champion: Champion | None = None
     beam_args: list[str] | None = None  # None: statistics in memory; a list: an Apache Beam pipeline with these
@@ -165,6 +166,14 @@ def statistics_of(ds: datasets.Dataset, settings: Settings, beam_args: list[str]
     from ctloop.components.validate_data import beam_stats
 
     return beam_stats.generate(ds, options, beam_args)
+
+
+def serving_statistics_of(ds: datasets.Dataset, settings: Settings):
+    """Statistics of the features in logged requests (which also hold answers and ids); None when none is there."""
+    columns = [f.name for f in settings.features if f.name in ds.frame.columns]
+    if not columns:
+        return None
+    return tfdv.generate_statistics_from_dataframe(ds.frame[columns])
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -340,7 +349,17 @@ def run(request: Request) -> Result:
             previous, drift = load_statistics(champion.statistics), f"measured against {whose} training span"
         else:
             drift = f"not measured: {whose} version was registered without statistics"
-    serving = load_statistics(request.serving_statistics) if request.serving_statistics else None
+    serving, skew = None, "not measured: no serving statistics and no logged serving data"
+    if request.serving_statistics:
+        serving, skew = load_statistics(request.serving_statistics), "measured against serving data"
+    elif request.serving_data:
+        try:
+            serving = serving_statistics_of(datasets.read(request.serving_data, "parquet"), settings)
+        except BadInputError as e:  # logged traffic that cannot be read must not stop a span: it is said
+            skew = f"not measured: the logged serving data cannot be read ({e})"
+        else:
+            where = f"the serving data the drift watcher logged ({request.serving_data})"
+            skew = f"measured against {where}" if serving is not None else f"not measured: no feature in {where}"
 
     pinned = request.pinned_schema or settings.data.schema_uri
     if pinned:
@@ -365,7 +384,7 @@ def run(request: Request) -> Result:
     problems += [Problem(p.feature, p.kind, p.severity, p.description) for p in found]
     comparisons = {
         "drift": drift,
-        "skew": "measured against serving data" if serving is not None else "not measured: no serving statistics",
+        "skew": skew,
         "span": f"compared with {whose} training span" if reference else "not compared: no champion's span figures",
     }
     return Result(

@@ -36,6 +36,8 @@ COMPONENT = Component(
                   default=""),
         Parameter("champion_verdict_uri", str, "The champion's data verdict, with its span's figures (JSON).",
                   default=""),
+        Parameter("serving_data_uri", str, "Requests the drift watcher logged: skew is measured against them.",
+                  default=""),
     ],
     outputs=[
         OutputArtifact(STATISTICS, "Artifact", "stats.pb", "binary DatasetFeatureStatisticsList"),

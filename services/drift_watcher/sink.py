@@ -1,8 +1,5 @@
-"""What the watcher keeps of production traffic, as Parquet in the artifact store (a path, file:// or s3://):
-
-    <root>/serving/<namespace>/<deployment>/requests/date=<day>/window-<n>.parquet   every request, with its answer
-    <root>/serving/<namespace>/<deployment>/labelled/part-<n>.parquet               rows whose truth came back
-    <root>/serving/<namespace>/<deployment>/spans/<trigger key>/part-<n>.parquet    frozen copy for one retrain
+"""What the watcher keeps of production traffic, as Parquet in the artifact store, where
+``ctloop.contracts.serving_data`` says.
 
 ``requests`` is the serving data for skew checks; ``labelled`` has the training columns (features, label,
 timestamp, id). A retrain gets a frozen copy of it (``spans/<key>``): the pipeline checks that its input does not
@@ -18,11 +15,12 @@ from datetime import UTC, datetime
 import pandas as pd
 
 from ctloop import artifacts
+from ctloop.contracts import serving_data
 
 
 class ServingData:
     def __init__(self, root: str, namespace: str, deployment: str):
-        self.base = artifacts.join(root, "serving", namespace or "default", deployment or "unknown")
+        self.base = serving_data.base(root, namespace, deployment)
 
     @property
     def labelled_uri(self) -> str:

@@ -10,7 +10,17 @@ import math
 
 import pytest
 
-from ctloop.contracts import cloudevents, registry, retrain, rollout, seldon, seldon_message, span, verdicts
+from ctloop.contracts import (
+    cloudevents,
+    registry,
+    retrain,
+    rollout,
+    seldon,
+    seldon_message,
+    serving_data,
+    span,
+    verdicts,
+)
 from ctloop.errors import BadInputError
 
 # -- span
@@ -208,3 +218,16 @@ def test_what_each_webhook_answer_means_to_a_sender(status, outcome):
     if status >= 400:
         with pytest.raises(Exception, match=str(status)):
             retrain.Answer(status, {"error": "no"}).raise_for_refusal()
+
+
+def test_the_newest_day_of_logged_requests_is_found_where_the_watcher_writes(tmp_path):
+    root = str(tmp_path)
+    assert serving_data.latest_requests(root, "ctloop", "credit-risk") is None
+    base = serving_data.base(root, "ctloop", "credit-risk")
+    assert base == f"{root}/serving/ctloop/credit-risk"
+    for day in ("2026-11-29", "2026-11-30"):
+        folder = tmp_path / "serving" / "ctloop" / "credit-risk" / "requests" / f"date={day}"
+        folder.mkdir(parents=True)
+        (folder / "window-00000001.parquet").write_bytes(b"PAR1")
+    assert serving_data.latest_requests(root, "ctloop", "credit-risk") == f"{base}/requests/date=2026-11-30"
+    assert serving_data.latest_requests(root, "ctloop", "other") is None

@@ -336,3 +336,22 @@ def test_a_champion_registered_without_artifacts_is_said_so(settings, spans):
     assert result.passed
     assert result.comparisons["drift"] == "not measured: the champion's (v2) version was registered without statistics"
     assert any("registered without a schema" in n for n in result.notes)
+
+
+def test_skew_against_the_requests_the_watcher_logged(settings, spans, tmp_path):
+    """The watcher's request files hold the features beside answers and ids: only the features are compared."""
+    drifted = pd.read_parquet(Path(spans["covariate"]) / "data.parquet").drop(columns=["default"])
+    folder = tmp_path / "requests" / "date=2026-11-30"
+    folder.mkdir(parents=True)
+    for i, part in enumerate(np.array_split(drifted, 2)):
+        part.assign(puid=[f"p{i}-{n}" for n in range(len(part))], score=0.5).to_parquet(
+            folder / f"window-{i:08d}.parquet", index=False
+        )
+    result = run(settings, spans["clean"], serving_data=str(folder))
+    assert result.comparisons["skew"] == f"measured against the serving data the drift watcher logged ({folder})"
+    assert {"region", "utilization"} <= {p.feature for p in result.problems if p.kind.startswith("COMPARATOR_")}
+    unreadable = tmp_path / "broken"
+    unreadable.mkdir()
+    (unreadable / "window-00000001.parquet").write_bytes(b"not parquet")
+    said = run(settings, spans["clean"], serving_data=str(unreadable))
+    assert said.comparisons["skew"].startswith("not measured: the logged serving data cannot be read")

@@ -12,7 +12,8 @@ these modules; nothing else defines the formats, names and rules below.
 | ``cloudevents`` | the request logger's events | Seldon's executor, the local gateway | the watcher |
 | ``retrain`` | the retrain request and its sender | the watcher, ``ctloop retrain`` | the retrain webhook |
 | ``signing`` | HMAC signatures of webhook requests | senders of retrain requests | the retrain webhook |
+| ``serving_data`` | where production traffic is kept | the watcher | validate_data (skew), retrains |
 
 Every module imports in every image: the standard library, pyyaml and ``pydantic.v1`` only, and anything else
-(mlflow, httpx) where a function needs it.
+(mlflow, httpx, ctloop.artifacts) where a function needs it.
 """
