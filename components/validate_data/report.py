@@ -35,9 +35,10 @@ def _figure_lines(figures: dict) -> list[str]:
         lines.append(f"- repeated ids: {figures['id_repeat_share']:.2%}")
     if labels:
         lines.append(f"- label shares: {labels}")
-    association = figures.get("label_association") or {}
+    # None or NaN: a column the leakage check could not judge (say, too few rows per category)
+    association = {k: v for k, v in (figures.get("label_association") or {}).items() if v is not None and v == v}
     if association:
-        column, value = max(association.items(), key=lambda kv: kv[1] if kv[1] == kv[1] else -1.0)
+        column, value = max(association.items(), key=lambda kv: kv[1])
         lines.append(f"- strongest single-feature association with the label: `{column}` {value:.3f}")
     return lines
 

@@ -34,7 +34,10 @@ EVALUATION_KEYS = {"bootstrap", "resamples", "seed", "alpha", "threshold"}
 FAIRNESS_KEYS = {"protected", "max_tpr_gap", "max_positive_rate_gap"}
 
 SANITY = "champion_sanity"
-DEFAULT_SANITY_METRIC, DEFAULT_MAX_CHAMPION_DROP = "roc_auc", 0.15
+DEFAULT_SANITY_METRIC, DEFAULT_MAX_CHAMPION_DROP = "roc_auc", 0.3
+# A ranking metric's value for a model that knows nothing: a champion whose whole interval lies below it ranks this
+# span's labels the wrong way round, however weak or strong it was.
+CHANCE = {"roc_auc": 0.5}
 ACCEPT_HINT = "to accept deliberately set gates.segments.accept_label_change: true or run with --accept-label-change"
 
 
@@ -180,8 +183,9 @@ def _champion_name(version) -> str:
 def _sanity_check(row: dict, recorded: dict, metric: str, max_drop: float, version, accept: bool) -> dict:
     """The champion's metric on this span against its own validation, each with its interval where there is one.
 
-    Fails only when the two intervals are apart by more than ``max_drop``: a champion that merely ages (drift) moves
-    a little; one whose labels were inverted moves from 0.9 to 0.1.
+    Fails when the two intervals are apart by more than ``max_drop``, or when the champion is now worse than chance
+    with confidence: a champion that merely ages (drift) moves a little; one whose labels were inverted moves from
+    0.9 to 0.1, and a weak one from 0.65 to 0.35, which only the second rule sees.
     """
     point = row["champion"][metric]
     low, high = (row.get("champion_intervals") or {}).get(metric, (math.nan, math.nan))
@@ -194,14 +198,18 @@ def _sanity_check(row: dict, recorded: dict, metric: str, max_drop: float, versi
     detail = (
         f"{metric} of the champion {_champion_name(version)} on this span {now_text}, at its validation {then_text}"
     )
+    chance = CHANCE.get(metric)
+    below_chance = chance is not None and not math.isnan(high) and high < chance  # needs an interval: few rows vary
     if math.isnan(observed):
         check = _check(SANITY, row, metric, False, observed, limit, f"{detail}: undefined on this span")
-    elif observed >= limit:
+    elif observed >= limit and not below_chance:
         bound = "upper bound" if not math.isnan(high) else "point"
         detail += f": {bound} {_num(observed)} >= {_num(limit)} (its validation's lower bound - {max_drop:g})"
         check = _check(SANITY, row, metric, True, observed, limit, detail)
     else:
-        detail += f": collapsed by {_num(then - point)} (labels broken or the concept reversed?)"
+        reasons = [f"collapsed by {_num(then - point)}"] if observed < limit else []
+        reasons += [f"worse than chance (upper bound below {chance:g})"] if below_chance else []
+        detail += f": {' and '.join(reasons)} (labels broken or the concept reversed?)"
         check = _check(SANITY, row, metric, False, observed, limit, detail)
     check["overridden"] = False
     if not check["passed"]:

