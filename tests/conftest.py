@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import subprocess
@@ -64,7 +65,12 @@ def start_mlflow(folder: Path, port: int, backend: str) -> tuple[str, subprocess
             "--no-serve-artifacts"]  # fmt: skip
     process = subprocess.Popen(argv, stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    _wait(f"{url}/health", process, log)
+    try:
+        _wait(f"{url}/health", process, log)
+    except BaseException:  # a server that missed its deadline must not outlive the test (it keeps using CPU)
+        with contextlib.suppress(ProcessLookupError):  # its group may be gone already
+            stop(process)
+        raise
     return url, process
 
 
