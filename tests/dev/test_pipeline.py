@@ -56,8 +56,9 @@ def test_tasks_images_and_condition(tmp_path):
                 if "taskOutputParameter" in p}  # fmt: skip
     assert champion == {
         name: {"outputParameterKey": name, "producerTask": "resolve-champion"}
-        for name in ("champion_version", "champion_schema_uri", "champion_statistics_uri", "champion_verdict_uri")
-    }
+        for name in ("champion_version", "champion_schema_uri", "champion_statistics_uri", "champion_verdict_uri",
+                     "serving_data_uri")
+    }  # fmt: skip
     assert tasks["resolve-champion"]["cachingOptions"] == {}  # not cached: it reads the registry's champion
     assert set(tasks["train-2"]["dependentTasks"]) == {"validate-data", "select-trial"}
     assert tasks["train-2"]["inputs"]["parameters"]["params_json"]["taskOutputParameter"] == {
