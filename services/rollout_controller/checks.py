@@ -1,19 +1,21 @@
-"""The rollout's checks: PromQL over Prometheus's HTTP API, every query in ``queries()`` so that the chart's
-tests and docs/rollout.md can list and parse them.
+"""The metric source (Prometheus's HTTP API) and method threshold's checks, Flagger-style point estimates over a
+window: every query in ``queries()`` so that the chart's tests and docs/rollout.md can list and parse them.
+Method sequential (the default) reads counts instead: sequential.py.
 
 Series used (all in ctloop.metric_names): Seldon's executor histogram
 ``seldon_api_executor_server_requests_seconds`` (labels deployment_name, predictor_name, service, code) and the
 drift watcher's per-predictor series ``ctloop_watcher_scores``, ``ctloop_watcher_agreement_total`` and
 ``ctloop_watcher_feedback_total`` (labels deployment, predictor, outcome / agree).
 
-A metric source answers ``query(promql) -> float``; an empty answer or NaN is ``NoData`` (no traffic yet: the
-analysis waits, which counts toward the deadline; it never passes), an unreachable server ``SourceDown``.
+A metric source answers ``query(promql) -> float`` and ``vector(promql) -> {le: float}``; an empty answer or NaN
+is ``NoData`` (no traffic yet: the analysis waits, which counts toward the deadline; it never passes), an
+unreachable server ``SourceDown``.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 import httpx
@@ -34,6 +36,10 @@ class SourceDown(Exception):
 class MetricSource(Protocol):
     def query(self, promql: str) -> float: ...
 
+    def vector(self, promql: str) -> dict[str, float]:
+        """A histogram's buckets, ``{le: value}`` (``sum by (le) (...)``)."""
+        ...
+
 
 class PrometheusSource:
     """Instant queries against Prometheus's HTTP API (``/api/v1/query``); one scalar per query."""
@@ -43,17 +49,7 @@ class PrometheusSource:
         self.client = client or httpx.Client(timeout=timeout)
 
     def query(self, promql: str) -> float:
-        try:
-            response = self.client.get(f"{self.url}/api/v1/query", params={"query": promql})
-        except httpx.HTTPError as e:
-            raise SourceDown(f"Prometheus at {self.url}: {e}") from None
-        if response.status_code >= 500 or response.status_code in (401, 403, 404):
-            raise SourceDown(f"Prometheus at {self.url} answered {response.status_code}")
-        body = response.json()
-        if body.get("status") != "success":
-            # 400/422: the query itself is wrong, a bug in this module, not an outage.
-            raise ValueError(f"Prometheus refused {promql!r}: {body.get('error')}")
-        data = body["data"]
+        data = self._ask(promql)
         if data["resultType"] == "scalar":
             value = float(data["result"][1])
         elif data["resultType"] == "vector":
@@ -65,6 +61,29 @@ class PrometheusSource:
         if math.isnan(value) or math.isinf(value):
             raise NoData(f"{value} for {promql!r}")
         return value
+
+    def vector(self, promql: str) -> dict[str, float]:
+        data = self._ask(promql)
+        if data["resultType"] != "vector":
+            raise ValueError(f"unexpected result type {data['resultType']} for {promql!r}")
+        out = {r["metric"].get("le", ""): float(r["value"][1]) for r in data["result"]}
+        out = {le: v for le, v in out.items() if le and not math.isnan(v)}
+        if not out:
+            raise NoData(f"no buckets for {promql!r}")
+        return out
+
+    def _ask(self, promql: str) -> dict:
+        try:
+            response = self.client.get(f"{self.url}/api/v1/query", params={"query": promql})
+        except httpx.HTTPError as e:
+            raise SourceDown(f"Prometheus at {self.url}: {e}") from None
+        if response.status_code >= 500 or response.status_code in (401, 403, 404):
+            raise SourceDown(f"Prometheus at {self.url} answered {response.status_code}")
+        body = response.json()
+        if body.get("status") != "success":
+            # 400/422: the query itself is wrong, a bug in this module, not an outage.
+            raise ValueError(f"Prometheus refused {promql!r}: {body.get('error')}")
+        return body["data"]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -148,8 +167,9 @@ CHECKS: tuple[Check, ...] = (
 @dataclass
 class Analysis:
     requests: float  # candidate requests since the phase (or step) began
-    results: dict[str, str]  # check -> passed | failed | no_data | skipped
+    results: dict[str, str]  # check -> passed | failed | no_data | skipped | undecided (method sequential)
     values: dict[str, float]
+    figures: dict[str, dict] = field(default_factory=dict)  # method sequential: estimate, interval, samples
 
     @property
     def failed(self) -> list[str]:
@@ -157,7 +177,8 @@ class Analysis:
 
     @property
     def missing(self) -> list[str]:
-        return [name for name, result in self.results.items() if result == "no_data"]
+        """Checks that hold the candidate where it is: no data yet, or (sequential) not yet conclusive."""
+        return [name for name, result in self.results.items() if result in ("no_data", "undecided")]
 
 
 def evaluate(source: MetricSource, policy, deployment: str, candidate: str, since_s: float) -> Analysis:

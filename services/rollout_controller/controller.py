@@ -14,7 +14,7 @@ from ctloop.contracts import seldon as shape
 from ctloop.contracts.rollout import Phase, RolloutStatus
 from ctloop.deployment_target import ConflictError, DeploymentTarget
 from ctloop.errors import CtloopError
-from ctloop.services.rollout_controller import checks, machine
+from ctloop.services.rollout_controller import checks, machine, sequential
 from ctloop.services.rollout_controller.metrics import RolloutMetrics
 
 log = logging.getLogger(__name__)
@@ -59,11 +59,19 @@ class Controller:
         if analyse and machine.analysis_due(current, self.policy, now) and obs.declared:
             where = obs.declared[0]
             try:
-                obs.analysis = checks.evaluate(self.source, self.policy, self.name, where, now - current.phase_started)
+                obs.analysis = self._evaluate(where, now, current)
             except checks.SourceDown as e:
                 log.warning("%s/%s: %s", self.namespace, self.name, e)
                 obs.source_down = True
         return obs
+
+    def _evaluate(self, where: str, now: float, current: RolloutStatus) -> checks.Analysis:
+        since_phase = now - current.phase_started
+        if self.policy.method == "threshold":
+            return checks.evaluate(self.source, self.policy, self.name, where, since_phase)
+        since_rollout = now - (current.started or current.phase_started)  # records written before `started` existed
+        return sequential.evaluate(self.source, self.policy, self.name, where, since_phase, since_rollout,
+                                   self.settings.model.policy.threshold)  # fmt: skip
 
     def tick(self) -> RolloutStatus | None:
         """One pass; Promoting and RollingBack are finished in the same pass. Returns the status on the object."""

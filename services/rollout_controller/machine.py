@@ -42,7 +42,7 @@ def analysis_due(status: RolloutStatus, policy, now: float) -> bool:
 
 def decide(status: RolloutStatus, obs: Observation, policy) -> Decision:
     s = dataclasses.replace(status, checks=dict(status.checks), failed_checks=list(status.failed_checks),
-                            superseded=list(status.superseded))  # fmt: skip
+                            superseded=list(status.superseded), figures=dict(status.figures))  # fmt: skip
     d = Decision(s, clear_request=obs.request is not None)
 
     # Promoting and RollingBack finish first: their traffic move is done, only registry calls are left.
@@ -87,7 +87,7 @@ def _rolled_back(d: Decision) -> Decision:
 
 def _start(s: RolloutStatus, obs: Observation, policy, d: Decision) -> Decision:
     where, version = obs.declared
-    new = RolloutStatus(candidate=version, champion=obs.main_version, phase_started=obs.now,
+    new = RolloutStatus(candidate=version, champion=obs.main_version, phase_started=obs.now, started=obs.now,
                         superseded=s.superseded)  # fmt: skip
     if s.candidate and s.candidate != version and not s.phase.terminal:
         new.superseded = [*s.superseded, s.candidate][-10:]
@@ -136,12 +136,20 @@ def _analyse(d: Decision, obs: Observation, policy) -> Decision:
         return d
     s.outage_since = 0.0
     a = obs.analysis
+    if a is not None and policy.method == "sequential":
+        # A check that has shown it is within its margin stays passed: the confidence sequence's guarantee holds
+        # at the first look that showed it, whatever later looks say. It can still fail (roll back) later.
+        latched = {name: "passed" if r == "undecided" and s.checks.get(name) == "passed" else r
+                   for name, r in a.results.items()}  # fmt: skip
+        a = dataclasses.replace(a, results=latched)
     if a is not None:
-        s.last_analysis, s.checks = now, dict(a.results)
+        s.last_analysis, s.checks, s.figures = now, dict(a.results), dict(a.figures)
         if a.failed:
             s.failed_analyses += 1
             s.failed_checks = a.failed
-            if s.failed_analyses > policy.max_failed_checks:
+            # A sequential check fails only once its interval is beyond the margin: that is already the verdict.
+            tolerated = policy.max_failed_checks if policy.method == "threshold" else 0
+            if s.failed_analyses > tolerated:
                 return _roll_back(d, now, a.failed, f"checks failed: {', '.join(a.failed)}")
             s.reason = f"checks failed ({s.failed_analyses} of {policy.max_failed_checks} tolerated): {a.failed}"
             return _deadline(d, now, policy)
@@ -150,7 +158,7 @@ def _analyse(d: Decision, obs: Observation, policy) -> Decision:
         if a.requests < needed:
             s.reason = f"waiting for traffic: {int(a.requests)} of {needed} requests"
         elif a.missing:
-            s.reason = f"waiting for data: {', '.join(a.missing)}"
+            s.reason = f"waiting for data: {', '.join(_waiting(a, name) for name in a.missing)}"
         elif shadowing and now - s.phase_started < policy.shadow_duration_s:
             s.reason = f"shadowing for {policy.shadow_duration_s}s"
         else:
@@ -158,10 +166,17 @@ def _analyse(d: Decision, obs: Observation, policy) -> Decision:
     return _deadline(d, now, policy)
 
 
+def _waiting(a: Analysis, name: str) -> str:
+    f = a.figures.get(name)
+    if not f:
+        return name
+    return f"{name} {f['estimate']:.3f} in [{f['lower']:.3f}, {f['upper']:.3f}] vs {f['margin']} (n={f['samples']})"
+
+
 def _deadline(d: Decision, now: float, policy) -> Decision:
     s = d.status
     if now - s.phase_started > policy.deadline_s:
-        missing = [name for name, result in s.checks.items() if result == "no_data"]
+        missing = [name for name, result in s.checks.items() if result in ("no_data", "undecided")]
         return _roll_back(d, now, ["deadline", *missing], f"no verdict within {policy.deadline_s}s: {s.reason}",
                           Outcome.failed)  # fmt: skip
     return d

@@ -7,7 +7,8 @@ from prometheus_client import CollectorRegistry
 from ctloop import metric_names
 from ctloop.contracts.rollout import Outcome, Phase, RolloutStatus
 
-_RESULT_VALUE = {"passed": 1, "failed": 0, "no_data": -1}
+_RESULT_VALUE = {"passed": 1, "failed": 0, "undecided": 0.5, "no_data": -1}
+_STATS = ("estimate", "lower", "upper", "margin", "samples")
 
 
 class RolloutMetrics:
@@ -18,6 +19,7 @@ class RolloutMetrics:
         self.weight = built["ctloop_rollout_canary_weight"]
         self.check_result = built["ctloop_rollout_check_result"]
         self.checks = built["ctloop_rollout_checks_total"]
+        self.estimate = built["ctloop_rollout_check_estimate"]
         self.outcomes = built["ctloop_rollout_outcomes_total"]
 
     def observe(self, deployment: str, status: RolloutStatus, analysed: bool, outcomes: list[Outcome]) -> None:
@@ -29,5 +31,8 @@ class RolloutMetrics:
                 if result in _RESULT_VALUE:
                     self.check_result.labels(deployment=deployment, check=check).set(_RESULT_VALUE[result])
                     self.checks.labels(deployment=deployment, check=check, result=result).inc()
+            for check, figures in status.figures.items():
+                for stat in _STATS:
+                    self.estimate.labels(deployment=deployment, check=check, stat=stat).set(figures[stat])
         for outcome in outcomes:
             self.outcomes.labels(deployment=deployment, outcome=Outcome(outcome).value).inc()

@@ -262,17 +262,26 @@ METRICS: tuple[Metric, ...] = (
     Metric(
         "ctloop_rollout_check_result",
         "gauge",
-        "Last result per check: 1 passed, 0 failed, -1 no data",
+        "Last result per check: 1 passed, 0 failed, 0.5 undecided (method sequential), -1 no data",
         ("deployment", "check"),
         "rollout_controller",
     ),
     Metric(
+        "ctloop_rollout_check_estimate",
+        "gauge",
+        "Method sequential, per check: how much worse the candidate is (estimate), its confidence sequence (lower, "
+        "upper), the margin it is judged at and the candidate's sample size (samples)",
+        ("deployment", "check", "stat"),
+        "rollout_controller",
+        values={"stat": ("estimate", "lower", "upper", "margin", "samples")},
+    ),
+    Metric(
         "ctloop_rollout_checks_total",
         "counter",
-        "Check evaluations, by check and result (passed, failed, no_data)",
+        "Check evaluations, by check and result (passed, failed, undecided, no_data)",
         ("deployment", "check", "result"),
         "rollout_controller",
-        values={"result": ("passed", "failed", "no_data")},
+        values={"result": ("passed", "failed", "undecided", "no_data")},
     ),
     Metric(
         "ctloop_rollout_outcomes_total",

@@ -12,8 +12,10 @@ from ctloop.contracts.registry import CANDIDATE, CHAMPION, STATUS_TAG
 from ctloop.services.rollout_controller import checks
 
 ROOT = Path(__file__).resolve().parents[2]
-POLICY = {"mode": "shadow-then-canary", "steps": [10, 50, 100], "interval_s": 10, "min_requests": 50,
-          "max_failed_checks": 0, "deadline_s": 600, "window_s": 30, "shadow_duration_s": 30,
+# The state machine's tests script method threshold's checks (one number per check); method sequential's checks
+# are driven by counts (CountSource, test_rollout_sequential.py).
+POLICY = {"method": "threshold", "mode": "shadow-then-canary", "steps": [10, 50, 100], "interval_s": 10,
+          "min_requests": 50, "max_failed_checks": 0, "deadline_s": 600, "window_s": 30, "shadow_duration_s": 30,
           "min_shadow_requests": 50, "prometheus_outage_s": 60, "min_labelled_requests": 20}  # fmt: skip
 
 
@@ -54,6 +56,40 @@ class ScriptedSource:
         if value is None:
             raise checks.NoData(name)
         return float(value)
+
+
+class CountSource:
+    """Answers method sequential's count queries: ``counts[(count, who)]`` is a number, or for ``latency_buckets``
+    and ``score_buckets`` a list of per-bucket counts (turned into Prometheus's cumulative ``le`` buckets here)."""
+
+    def __init__(self, counts: dict, deployment: str = "credit-risk"):
+        from ctloop.metric_names import SCORE_BUCKETS, SELDON_BUCKETS
+        from ctloop.services.rollout_controller import sequential
+
+        self.counts, self.down = counts, False
+        self.bounds = {"latency_buckets": SELDON_BUCKETS, "score_buckets": SCORE_BUCKETS}
+        self.names = {_shape(q): tuple(k.split(".")) for k, q in sequential.count_queries(deployment, 1).items()}
+        for where in ("shadow", "canary"):
+            self.names[_shape(checks.queries(deployment, where, 1, 1)["requests"])] = ("requests", "step")
+
+    def _get(self, promql: str):
+        if self.down:
+            raise checks.SourceDown("scripted outage")
+        key = self.names[_shape(promql)]
+        if key not in self.counts:
+            raise checks.NoData(str(key))
+        return self.counts[key]
+
+    def query(self, promql: str) -> float:
+        return float(self._get(promql))
+
+    def vector(self, promql: str) -> dict[str, float]:
+        key, counts = self.names[_shape(promql)], self._get(promql)
+        running, out = 0.0, {}
+        for bound, count in zip([*self.bounds[key[0]], "+Inf"], counts):
+            running += count
+            out[str(bound)] = running
+        return out
 
 
 class MemoryRegistry:

@@ -330,7 +330,7 @@ def test_queries_use_only_exported_series_and_the_docs_show_them():
     import re
 
     from ctloop.metric_names import series_names
-    from ctloop.services.rollout_controller import checks
+    from ctloop.services.rollout_controller import checks, sequential
 
     docs = (h.ROOT / "docs" / "rollout.md").read_text()
     for where in ("shadow", "canary"):
@@ -340,6 +340,11 @@ def test_queries_use_only_exported_series_and_the_docs_show_them():
             if where == "canary" and name != "agreement" or where == "shadow" and name == "agreement":
                 assert query in docs, f"docs/rollout.md shows an outdated {name} query"
     assert {c.name for c in checks.CHECKS} <= set(checks.queries(NAME, "canary", 1))
+    for name, query in sequential.count_queries(NAME, 600).items():
+        used = set(re.findall(r"([a-z_]+)\{", query))
+        assert used and used <= series_names(), (name, used - series_names())
+        if name.endswith(".candidate"):
+            assert query in docs, f"docs/rollout.md shows an outdated {name} query"
 
 
 def test_a_candidate_declared_while_promoting_waits_for_the_promotion_to_finish(world):

@@ -22,8 +22,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from ctloop import deployment_target
 from ctloop.components.deploy import executor
 from ctloop.contracts.rollout import Phase
-from ctloop.metric_names import metric
-from ctloop.services.rollout_controller import checks
+from ctloop.metric_names import SCORE_BUCKETS, metric
+from ctloop.services.rollout_controller import checks, sequential
 from ctloop.services.rollout_controller.controller import Controller
 
 from . import rollout_helpers as h
@@ -147,8 +147,9 @@ def prometheus(tmp_path, exporter):
 
 
 def run_rollout(tmp_path, prometheus_url, stop_when, timeout=60, **policy):
-    policy = {"mode": "canary", "steps": [50, 100], "interval_s": 2, "window_s": 4, "min_requests": 20,
-              "max_failed_checks": 0, "deadline_s": 60, "min_labelled_requests": 20, **policy}  # fmt: skip
+    policy = {"method": "threshold", "mode": "canary", "steps": [50, 100], "interval_s": 2, "window_s": 4,
+              "min_requests": 20, "max_failed_checks": 0, "deadline_s": 60, "min_labelled_requests": 20,
+              **policy}  # fmt: skip
     settings = h.settings(tmp_path / "state", **policy)
     target = deployment_target.connect(settings)
     registry = h.MemoryRegistry()
@@ -205,3 +206,48 @@ def test_real_prometheus_outage_pauses_then_rolls_back(tmp_path, prometheus):
     assert any(reason.startswith("paused") for phase, _, reason in seen if phase == Phase.progressing), seen
     assert record.phase == Phase.failed and record.failed_checks == ["prometheus_unreachable"]
     assert record.outcome == "failed"
+
+
+# Method sequential: the count queries on the same real Prometheus. Margins wider than the defaults so that the
+# exporter's 40 requests a second decide within seconds; the decisions' error rates are tested in
+# tests/dev/test_decisions_bench.py.
+SEQUENTIAL = {"method": "sequential", "max_accuracy_drop": 0.1, "max_score_divergence": 0.3}
+
+
+def test_real_prometheus_count_queries_return_the_exporters_histograms(prometheus):
+    source = checks.PrometheusSource(prometheus["url"])
+    promql = sequential.count_queries(DEPLOYMENT, 20)
+    # increase() cannot count a counter's first scrape: wait until the "incorrect" series (it appears 2.25 s after
+    # the exporter starts) has been scraped for longer than the range, so that the range holds only whole counts.
+    deadline = time.monotonic() + 60
+    scraped = 'min(count_over_time(ctloop_watcher_feedback_total{outcome="incorrect"}[30s]))'
+    while time.monotonic() < deadline:
+        try:
+            if source.query(scraped) >= 23:
+                break
+        except checks.NoData:
+            pass
+        time.sleep(0.5)
+    scores = source.vector(promql["score_buckets.main"])
+    assert set(scores) == {*map(str, SCORE_BUCKETS), "+Inf"}
+    per_bucket = sequential._per_bucket(scores)
+    # the exporter cycles through ten scores, one per 0.1: the buckets of width 0.1 each hold a tenth
+    tenth = per_bucket[3] / sum(per_bucket)
+    assert tenth == pytest.approx(0.1, abs=0.02)
+    assert source.query(promql["correct.main"]) / source.query(promql["labelled.main"]) == pytest.approx(0.9, abs=0.02)
+    latency = sequential._per_bucket(source.vector(promql["latency_buckets.candidate"]))
+    assert latency[2] == sum(latency) > 0  # every request took 0.02 s: the bucket (0.01, 0.025]
+
+
+def test_real_prometheus_sequential_promotes_a_healthy_canary(tmp_path, prometheus):
+    record, seen, registry = run_rollout(tmp_path, prometheus["url"], lambda r, s: r.phase.terminal, **SEQUENTIAL)
+    assert record.phase == Phase.succeeded, seen
+    assert set(record.checks.values()) == {"passed"} and set(record.checks) == set(sequential.CHECKS) - {"agreement"}
+    assert record.figures["accuracy"]["source"] == "measured" and registry.champion() == "2"
+
+
+def test_real_prometheus_sequential_rolls_back_an_erroring_canary_at_once(tmp_path, prometheus, exporter):
+    exporter.behaviour["canary"].update({"error": 0.3})
+    record, seen, registry = run_rollout(tmp_path, prometheus["url"], lambda r, s: r.phase.terminal, **SEQUENTIAL)
+    assert record.phase == Phase.failed and record.failed_checks == ["errors"], seen
+    assert record.figures["errors"]["lower"] > record.figures["errors"]["margin"] == 0.01

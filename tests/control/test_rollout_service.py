@@ -109,3 +109,23 @@ def test_cli_status_promote_and_abort(tmp_path):
     assert (
         "failed checks: aborted" in runner.invoke(cli, ["rollout", "status", "credit-risk", "-c", str(config)]).output
     )
+
+
+def test_cli_status_shows_each_sequential_checks_estimate_interval_and_sample_size(tmp_path):
+    from ctloop.services.rollout_controller.controller import Controller
+
+    from .test_rollout_sequential import counts
+
+    config, settings = write_config(tmp_path, method="sequential", min_requests=10**9)
+    target = deployment_target.connect(settings)
+    registry = h.MemoryRegistry()
+    executor.deploy(settings, target, registry, "1", "file:///m1")
+    executor.deploy(settings, target, registry, "2", "file:///m2")
+    clock = h.Clock()
+    controller = Controller(settings, target, h.CountSource(counts(300)), lambda: registry, clock=clock)
+    controller.tick()
+    clock.advance(10)
+    controller.tick()
+    shown = CliRunner().invoke(cli, ["rollout", "status", "credit-risk", "-c", str(config)]).output
+    line = next(x for x in shown.splitlines() if x.strip().startswith("accuracy:"))
+    assert "undecided" in line and "interval [" in line and "margin 0.02" in line and "n=300" in line, shown

@@ -79,9 +79,12 @@ def dashboard_expressions() -> dict[str, str]:
 
 
 def controller_expressions() -> dict[str, str]:
-    from ctloop.services.rollout_controller import checks
+    from ctloop.services.rollout_controller import checks, sequential
 
-    return {f"rollout check {k}": v for k, v in checks.queries("credit-risk", "canary", 300, 600).items()}
+    return {
+        **{f"rollout check {k}": v for k, v in checks.queries("credit-risk", "canary", 300, 600).items()},
+        **{f"rollout count {k}": v for k, v in sequential.count_queries("credit-risk", 600).items()},
+    }
 
 
 _LABEL_LISTS = re.compile(r"\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)")

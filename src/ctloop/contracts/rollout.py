@@ -24,8 +24,9 @@ __all__ = ["ANNOTATION", "CHECK_RESULTS", "OWNED_ANNOTATIONS", "REQUEST_ANNOTATI
 # can only remove a key by naming it with null, so the Kubernetes backend nulls these when they are absent.
 ANNOTATION, REQUEST_ANNOTATION = "ctloop.io/rollout", "ctloop.io/rollout-request"
 OWNED_ANNOTATIONS = (ANNOTATION, REQUEST_ANNOTATION)
-# What an analysis says of each check (skipped: too few labels to judge, and rollout.require_feedback is false).
-CHECK_RESULTS = ("passed", "failed", "no_data", "skipped")
+# What an analysis says of each check (skipped: too few labels to judge, and rollout.require_feedback is false;
+# undecided: method sequential, the check's interval still holds its margin).
+CHECK_RESULTS = ("passed", "failed", "no_data", "skipped", "undecided")
 
 
 class Phase(str, Enum):
@@ -62,7 +63,10 @@ class RolloutStatus:
     weight: int = 0  # canary traffic percentage
     failed_analyses: int = 0
     failed_checks: list[str] = field(default_factory=list)  # of the last failed analysis, or the reason to roll back
-    checks: dict[str, str] = field(default_factory=dict)  # last result per check: passed, failed, no_data, skipped
+    checks: dict[str, str] = field(default_factory=dict)  # last result per check: one of CHECK_RESULTS
+    # method sequential, per check: estimate, lower, upper, margin, samples, source, decision
+    figures: dict[str, dict] = field(default_factory=dict)
+    started: float = 0.0  # epoch seconds the rollout began (its counts run from here)
     phase_started: float = 0.0  # epoch seconds; a step counts as a phase for deadlines and request counts
     last_analysis: float = 0.0
     outage_since: float = 0.0  # Prometheus unreachable since (0: reachable)
