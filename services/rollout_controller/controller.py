@@ -9,6 +9,7 @@ import logging
 import time
 from collections.abc import Callable
 
+from ctloop.config import TaskType
 from ctloop.contracts import rollout as status
 from ctloop.contracts import seldon as shape
 from ctloop.contracts.rollout import Phase, RolloutStatus
@@ -70,8 +71,9 @@ class Controller:
         if self.policy.method == "threshold":
             return checks.evaluate(self.source, self.policy, self.name, where, since_phase)
         since_rollout = now - (current.started or current.phase_started)  # records written before `started` existed
-        return sequential.evaluate(self.source, self.policy, self.name, where, since_phase, since_rollout,
-                                   self.settings.model.policy.threshold)  # fmt: skip
+        binary = self.settings.data.task == TaskType.binary_classification
+        threshold = self.settings.model.policy.threshold if binary else None
+        return sequential.evaluate(self.source, self.policy, self.name, where, since_phase, since_rollout, threshold)
 
     def tick(self) -> RolloutStatus | None:
         """One pass; Promoting and RollingBack are finished in the same pass. Returns the status on the object."""

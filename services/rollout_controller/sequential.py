@@ -130,7 +130,7 @@ def cbpe(score_buckets: dict[str, float], threshold: float) -> tuple[float, floa
     return expected / total, total
 
 
-def _judgements(counts: _Counts, policy, threshold: float, shadowing: bool) -> dict[str, confidence.Judgement]:
+def _judgements(counts: _Counts, policy, threshold: float | None, shadowing: bool) -> dict[str, confidence.Judgement]:
     alpha = policy.alpha / len(CHECKS)
     judge = lambda est, var, margin, n, source="measured": confidence.judge(  # noqa: E731
         est, var, margin, int(n), alpha, policy.power, source
@@ -203,6 +203,8 @@ def _judgements(counts: _Counts, policy, threshold: float, shadowing: bool) -> d
         return judge(ok_m / n_m - ok_c / n_c, var, policy.max_accuracy_drop, n_c)
 
     def estimated_accuracy():
+        if threshold is None:  # not a binary classifier: its scores are no probabilities of being right
+            raise NoData("score_buckets")
         c, m = counts.histogram("score_buckets.candidate"), counts.histogram("score_buckets.main")
         (acc_c, n_c), (acc_m, n_m) = cbpe(c, threshold), cbpe(m, threshold)
         var = acc_c * (1 - acc_c) / n_c + acc_m * (1 - acc_m) / n_m
@@ -220,9 +222,10 @@ def _judgements(counts: _Counts, policy, threshold: float, shadowing: bool) -> d
 
 
 def evaluate(source: MetricSource, policy, deployment: str, candidate: str, since_phase_s: float,
-             since_rollout_s: float, threshold: float) -> Analysis:  # fmt: skip
+             since_rollout_s: float, threshold: float | None) -> Analysis:  # fmt: skip
     """Judge ``candidate`` (the predictor: shadow or canary) on the counts since the rollout began; ``requests``
-    counts its requests since the phase (or canary step) began, which gate advancing as in method threshold."""
+    counts its requests since the phase (or canary step) began, which gate advancing as in method threshold.
+    ``threshold`` is the decision threshold of a binary classifier (None for other tasks: no CBPE)."""
     try:
         requests = source.query(queries(deployment, candidate, policy.window_s, int(since_phase_s))["requests"])
     except NoData:
@@ -235,7 +238,9 @@ def evaluate(source: MetricSource, policy, deployment: str, candidate: str, sinc
     results, values, figures = {}, {}, {}
     for name, j in judged.items():
         if j is None:
-            results[name] = "no_data"
+            # Too few labels and nothing to estimate accuracy from: as with method threshold, accuracy is skipped
+            # unless feedback is required.
+            results[name] = "skipped" if name == "accuracy" and not policy.require_feedback else "no_data"
             continue
         results[name], values[name], figures[name] = j.decision, j.estimate, j.as_dict()
     if estimated is not None:

@@ -153,7 +153,14 @@ def test_no_5xx_series_is_no_error_and_no_traffic_is_no_data():
     made = counts(8000)
     del made[("errors", "candidate")], made[("errors", "main")]
     assert judge(h.CountSource(made)).figures["errors"]["estimate"] == 0.0
-    assert judge(h.CountSource({})).results == dict.fromkeys(sequential.CHECKS, "no_data")
+    assert judge(h.CountSource({})).results == {**dict.fromkeys(sequential.CHECKS, "no_data"), "accuracy": "skipped"}
+    assert judge(h.CountSource({}), require_feedback=True).results == dict.fromkeys(sequential.CHECKS, "no_data")
+
+
+def test_without_labels_a_regressions_accuracy_is_skipped_not_estimated():
+    source = h.CountSource(counts(40000, labelled=10))
+    analysis = sequential.evaluate(source, RolloutPolicy(), NAME, "shadow", 60, 600, None)
+    assert analysis.results["accuracy"] == "skipped" and "accuracy_estimated" not in analysis.figures
 
 
 # -- the state machine on counts ---------------------------------------------------------------------------------
