@@ -192,15 +192,18 @@ def test_swapping_a_predictor_under_load_drops_no_request(tmp_path):
                     version = response.json()["data"]["ndarray"][0][1] if response.status_code == 200 else ""
                     results.append((response.status_code, version))
 
+        def wait_for(condition, timeout=60):
+            deadline = time.monotonic() + timeout
+            while time.monotonic() < deadline and not condition():
+                time.sleep(0.05)
+
         workers = [threading.Thread(target=load) for _ in range(4)]
         for w in workers:
             w.start()
-        time.sleep(1.0)
+        # Conditions, not durations: a loaded machine answers fewer requests a second, not fewer requests.
+        wait_for(lambda: len(results) >= 50)
         publish(g.root, sdep(predictor("main", 100, model_version="2", delay="0.05")))
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and not (results and results[-1][1] == "2"):
-            time.sleep(0.1)
-        time.sleep(1.0)
+        wait_for(lambda: sum(v == "2" for _, v in results[-50:]) == 50 and len(results) > 100)
         stop.set()
         for w in workers:
             w.join()
