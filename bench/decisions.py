@@ -119,9 +119,16 @@ class SimulatedSource:
         self.behaviour = {seldon.MAIN: main, seldon.SHADOW: candidate, seldon.CANARY: candidate}
         self.delay = max(1, round(LABEL_DELAY_S / interval_s))
         zero = {"requests": 0.0, "errors": 0.0, "labelled": 0.0, "correct": 0.0, "compared": 0.0, "agreed": 0.0,
+                "paired": 0.0, "worse": 0.0, "better": 0.0,
                 "latency": np.zeros(len(SELDON_BUCKETS) + 1), "scores": np.zeros(len(SCORE_BUCKETS) + 1)}  # fmt: skip
         self.history = {p: [dict(zero)] for p in _PREDICTORS}  # cumulative, one entry per tick
-        self.pending = {p: [] for p in _PREDICTORS}  # labels on their way: (due tick, labelled, correct)
+        # labels on their way: (due tick, labelled, correct, worse, better); a shadow's labelled requests are pairs
+        self.pending = {p: [] for p in _PREDICTORS}
+        # A labelled pair: decisions differ on the disagreement share, and then exactly one of the two is right;
+        # the candidate is right and main wrong on (disagreement - accuracy gap) / 2 of them.
+        gap, d = main.accuracy - candidate.accuracy, candidate.disagreement
+        worse, better = (d + gap) / 2, max((d - gap) / 2, 0.0)
+        self.pair_pmf = [worse, better, max(1 - worse - better, 0.0)]
 
     def advance(self, shares: dict[str, float]) -> None:
         """One interval of traffic; ``shares`` per predictor (a shadow's 1.0 copies main's requests)."""
@@ -130,7 +137,9 @@ class SimulatedSource:
             b, last = self.behaviour[pred], self.history[pred][-1]
             n = self.rng.poisson(self.rate * self.interval_s * shares.get(pred, 0.0))
             labelled = self.rng.binomial(n, self.label_share)
-            self.pending[pred].append((tick + self.delay, labelled, self.rng.binomial(labelled, b.accuracy)))
+            worse, better, _ = self.rng.multinomial(labelled, self.pair_pmf) if pred == seldon.SHADOW else (0, 0, 0)
+            self.pending[pred].append((tick + self.delay, labelled, self.rng.binomial(labelled, b.accuracy), worse,
+                                       better))  # fmt: skip
             due = [p for p in self.pending[pred] if p[0] <= tick]
             self.pending[pred] = [p for p in self.pending[pred] if p[0] > tick]
             compared = n if pred == seldon.SHADOW else 0
@@ -139,6 +148,9 @@ class SimulatedSource:
                 "errors": last["errors"] + self.rng.binomial(n, b.error),
                 "labelled": last["labelled"] + sum(p[1] for p in due),
                 "correct": last["correct"] + sum(p[2] for p in due),
+                "paired": last["paired"] + (sum(p[1] for p in due) if pred == seldon.SHADOW else 0),
+                "worse": last["worse"] + sum(p[3] for p in due),
+                "better": last["better"] + sum(p[4] for p in due),
                 "compared": last["compared"] + compared,
                 "agreed": last["agreed"] + compared - self.rng.binomial(compared, b.disagreement),
                 "latency": last["latency"] + self.rng.multinomial(n, b.latency),
@@ -158,9 +170,9 @@ class SimulatedSource:
     def query(self, promql: str) -> float:
         name, preds, range_s = _parse(promql)
         inc = lambda key, ps=preds: self._increase(ps, key, range_s)  # noqa: E731
-        if name in ("requests", "errors", "labelled", "correct", "compared", "agreed"):
+        if name in ("requests", "errors", "labelled", "correct", "compared", "agreed", "paired", "worse", "better"):
             value = inc(name)
-            if not value and name in ("requests", "labelled", "compared"):
+            if not value and name in ("requests", "labelled", "compared", "paired"):
                 raise checks.NoData(name)
             return float(value)
         return _threshold_value(name, inc, range_s)
@@ -354,7 +366,7 @@ def write(out: Path, results: list[dict], rollouts: int) -> None:
         *comparison_table(results),
         "",
         "Planning: how long an equal candidate's accuracy check takes to pass in the shadow phase (both predictors "
-        "labelled on the same requests, accuracy 0.85, power at the default):",
+        "labelled on the same requests, accuracy 0.85, power at the default), on the pairs and on the two shares:",
         "",
         *planning_table(),
     ]
@@ -362,21 +374,25 @@ def write(out: Path, results: list[dict], rollouts: int) -> None:
                  extra={"scenarios": results})  # fmt: skip
 
 
-def planning_table(alphas=(0.05, 0.01), margins=(0.01, 0.02, 0.05), rates=(1, 5, 20, 100), accuracy=0.85) -> list[str]:
+def planning_table(alphas=(0.05, 0.01), margins=(0.01, 0.02, 0.05), rates=(1, 5, 20, 100), accuracy=0.85,
+                   unequal=0.1) -> list[str]:  # fmt: skip
     """Minutes of shadow traffic (both predictors scored on every labelled request) until the accuracy check of an
-    equal candidate passes: the first n at which the confidence sequence's upper end is below the margin."""
-    checks_count = len(sequential.CHECKS)
-    lines = ["| alpha | margin | labelled answers | " + " | ".join(f"at {r}/s" for r in rates) + " |",
-             "| --- | --- | --- | " + " | ".join("---" for _ in rates) + " |"]  # fmt: skip
+    equal candidate passes: the first n at which a confidence sequence's upper end is below the margin, on the
+    pairs (``unequal`` of them differ) and on the two shares as independent samples, each at half the check's
+    alpha as in the shadow phase."""
+    lines = ["| alpha | margin | compared as | labelled answers | " + " | ".join(f"at {r}/s" for r in rates) + " |",
+             "| --- | --- | --- | --- | " + " | ".join("---" for _ in rates) + " |"]  # fmt: skip
+    per_pair = {f"pairs, {unequal:.0%} unequal": unequal, "independent shares": 2 * accuracy * (1 - accuracy)}
     for alpha in alphas:
         for margin in margins:
-            a = alpha / checks_count
+            a = alpha / len(sequential.CHECKS) / 2
             planned = confidence.planned_information(a, RolloutPolicy().power, margin)
-            n = 10
-            while confidence.radius(2 * accuracy * (1 - accuracy) / n, a, planned) >= margin:
-                n = math.ceil(n * 1.02)
-            cells = [_duration(n / r) for r in rates]
-            lines.append(f"| {alpha} | {margin} | {n:,} | " + " | ".join(cells) + " |")
+            for how, variance in per_pair.items():
+                n = 10
+                while confidence.radius(variance / n, a, planned) >= margin:
+                    n = math.ceil(n * 1.02)
+                cells = [_duration(n / r) for r in rates]
+                lines.append(f"| {alpha} | {margin} | {how} | {n:,} | " + " | ".join(cells) + " |")
     return lines
 
 

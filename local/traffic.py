@@ -17,6 +17,8 @@ import httpx
 
 __all__ = ["Traffic"]
 
+IN_FLIGHT = 32
+
 
 @dataclass
 class Tally:
@@ -70,17 +72,24 @@ class Traffic:
         interval = 1.0 / self.rate
         i = 0
         pending: set[asyncio.Task] = set()
-        async with httpx.AsyncClient(timeout=30.0) as client:
+        # At most IN_FLIGHT requests (each with its feedback) at once, on as many connections: a gateway that falls
+        # behind gets fewer requests, not a growing queue inside httpx's pool, whose cost per request grows with
+        # the queue until the client spends its core there and never catches up.
+        slots = asyncio.Semaphore(IN_FLIGHT)
+        async with httpx.AsyncClient(timeout=30.0, limits=httpx.Limits(max_connections=IN_FLIGHT)) as client:
             next_at = time.monotonic()
             while not self._stop.is_set():
                 with self._lock:
                     rows, phase = self.rows, self.phase
                 if rows:
+                    await slots.acquire()
                     task = asyncio.create_task(self._one(client, rows[i % len(rows)], phase))
                     pending.add(task)
                     task.add_done_callback(pending.discard)
+                    task.add_done_callback(lambda _: slots.release())
                     i += 1
-                next_at += interval
+                # Ticks missed while waiting for a slot are skipped, not sent in a burst.
+                next_at = max(next_at + interval, time.monotonic())
                 await asyncio.sleep(max(next_at - time.monotonic(), 0))
             if pending:
                 await asyncio.wait(pending, timeout=30)

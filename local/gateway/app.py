@@ -35,6 +35,54 @@ async def send_event(client: httpx.AsyncClient, url: str, body: bytes, event_hea
         log.warning("request logger %s: %s", url, e)
 
 
+class RequestLogger:
+    """CloudEvents to request loggers from a bounded queue, sent by a few workers on a client of their own, as
+    Seldon's executor does (a buffered work queue and a fixed number of logger workers).
+
+    Why not a task per event: when the logger is slower than the traffic for a while, tasks pile up behind the
+    connection pool, and httpx's pool spends time in proportion to its waiting requests on every request it
+    serves; the gateway then spends its core on the pool, answers predictions late, and never catches up. Here
+    at most ``workers`` events are in flight and a burst waits in the queue; a full queue drops the event
+    (counted and logged: the watcher tolerates gaps), never a prediction."""
+
+    def __init__(self, workers: int = 5, capacity: int = 10_000):
+        self.workers, self.queue = workers, asyncio.Queue(capacity)
+        self.dropped = 0
+        self.client: httpx.AsyncClient | None = None
+        self.tasks: list[asyncio.Task] = []
+
+    def put(self, url: str, body: bytes, event_headers: dict[str, str]) -> None:
+        try:
+            self.queue.put_nowait((url, body, event_headers))
+        except asyncio.QueueFull:
+            self.dropped += 1
+            if self.dropped % 1000 == 1:
+                log.warning("request logger queue full (%d events): %d events dropped so far",
+                            self.queue.maxsize, self.dropped)  # fmt: skip
+
+    async def start(self) -> None:
+        self.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=self.workers))
+        self.tasks = [asyncio.create_task(self._work()) for _ in range(self.workers)]
+
+    async def _work(self) -> None:
+        while True:
+            url, body, event_headers = await self.queue.get()
+            await send_event(self.client, url, body, event_headers)
+
+    async def stop(self, drain_s: float = 5.0) -> None:
+        """Sends what is queued, for at most ``drain_s``, then stops."""
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(self._drained(), drain_s)
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await self.client.aclose()
+
+    async def _drained(self) -> None:
+        while not self.queue.empty():
+            await asyncio.sleep(0.05)
+
+
 class Gateway:
     def __init__(self, deployments_dir: Path, pool: Pool, poll_s: float = 1.0, seed: int | None = None):
         self.root = deployments_dir
@@ -47,6 +95,7 @@ class Gateway:
         self.signature: tuple = ()
         self.background: set[asyncio.Task] = set()
         self.client: httpx.AsyncClient | None = None
+        self.request_logger = RequestLogger()
         self.registry = CollectorRegistry()
         built = metric_names.build("gateway", self.registry)  # Seldon's executor names and labels
         self.server_seconds = built["seldon_api_executor_server_requests_seconds"]
@@ -101,7 +150,7 @@ class Gateway:
         headers = cloudevents.headers(
             kind, puid, sdep["metadata"]["name"], namespace, predictor["name"], predictor["graph"]["name"]
         )
-        self._spawn(send_event(self.client, logger["url"], body, headers))
+        self.request_logger.put(logger["url"], body, headers)
 
     async def _forward(self, key, sdep, predictor, path: str, body: bytes, puid: str, method: str):
         endpoint = self.pool.endpoints.get((*key, predictor["name"]))
@@ -214,12 +263,14 @@ class Gateway:
         @contextlib.asynccontextmanager
         async def lifespan(app):
             self.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=200))
+            await self.request_logger.start()
             await asyncio.to_thread(self.reconcile)
             watcher = asyncio.create_task(self.watch())
             try:
                 yield
             finally:
                 watcher.cancel()
+                await self.request_logger.stop()
                 await self.client.aclose()
                 await asyncio.to_thread(self.pool.stop_all)
 

@@ -172,6 +172,7 @@ class Watcher:
             self.metrics["ctloop_watcher_rejected_events_total"].labels(reason="feedback_unmatched").inc()
             return
         truths = record["truths"]
+        main = self._outcomes(answers[MAIN], truths) if MAIN in answers else None
         for predictor, answer in answers.items():
             outcomes = self._outcomes(answer, truths)
             labels = {
@@ -179,6 +180,12 @@ class Watcher:
                 "predictor": predictor,
                 "model_version": answer["model_version"],
             }
+            if main is not None and predictor != MAIN:
+                # The same rows judged for both: the rollout compares accuracy on these pairs, whose difference
+                # varies far less than that of two independent samples.
+                for theirs, mine in zip(main, outcomes):
+                    vs_main = "same" if theirs == mine else "better" if mine == "correct" else "worse"
+                    self.metrics["ctloop_watcher_paired_feedback_total"].labels(**labels, vs_main=vs_main).inc()
             for row, outcome in zip(request["rows"], outcomes):
                 self.metrics["ctloop_watcher_feedback_total"].labels(**labels, outcome=outcome).inc()
                 for segment, value in self._segments(row):

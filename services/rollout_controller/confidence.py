@@ -46,6 +46,15 @@ def rate_variance(hits: float, n: float) -> float:
     return p * (1 - p) / n
 
 
+def paired_variance(worse: float, better: float, n: float) -> float:
+    """Variance of the mean of paired differences that are +1 (``worse``), -1 (``better``) or 0, over ``n`` pairs;
+    the share of unequal pairs is smoothed as in rate_variance."""
+    if n <= 0:
+        return math.inf
+    unequal, mean = (worse + better + 0.5) / (n + 1), (worse - better) / n
+    return max(unequal - mean * mean, unequal * (1 - unequal)) / n
+
+
 @dataclass(frozen=True)
 class Judgement:
     """A check's estimate of "how much worse the candidate is", its interval, and what that shows at the margin."""
@@ -55,7 +64,7 @@ class Judgement:
     upper: float
     margin: float
     samples: int  # the candidate's sample size behind the estimate
-    source: str = "measured"  # or "estimated" (accuracy from calibrated scores, CBPE)
+    source: str = "measured"  # "paired" (accuracy on requests both answered) or "estimated" (from scores, CBPE)
     skipped: str = ""  # why the check does not hold the candidate back although it is not shown within its margin
 
     @property

@@ -8,7 +8,7 @@ from ctloop import metric_names
 from ctloop.contracts.rollout import Outcome, Phase, RolloutStatus
 
 _RESULT_VALUE = {"passed": 1, "failed": 0, "undecided": 0.5, "no_data": -1}
-_STATS = ("estimate", "lower", "upper", "margin", "samples")
+_STATS = metric_names.metric("ctloop_rollout_check_estimate").values["stat"]
 
 
 class RolloutMetrics:

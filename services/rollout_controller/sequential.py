@@ -17,6 +17,12 @@ equal candidate is ever rolled back, or one worse than a margin ever promoted, i
 | agreement | share of shadow decisions that differ from main's (shadow phase only) | 1 - min_agreement |
 | accuracy | main's live accuracy minus the candidate's (from feedback) | max_accuracy_drop |
 
+While the candidate shadows main, both answer the same requests, so accuracy is also judged on those pairs: the
+share the candidate got wrong and main right, less the reverse. Two models that mostly agree differ on few pairs,
+and only those move the difference: its variance is the share of unequal pairs (about 0.09 in the demo) where two
+independent shares have 2p(1-p) (about 0.3), so the pairs decide on about a third of the labels. Each of the two
+sequences gets half the check's alpha.
+
 With fewer than ``min_labelled_requests`` labelled answers per predictor, accuracy is estimated from the calibrated
 scores instead (confidence-based performance estimation, CBPE: a calibrated score s is right with probability s
 when it decides positive, 1 - s otherwise), unless ``require_feedback`` is true. The estimate is reported beside
@@ -25,6 +31,7 @@ the measured accuracy in any case.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 
@@ -64,6 +71,10 @@ def count_queries(deployment: str, since_s: int) -> dict[str, str]:
     compared, agreed = _sel(deployment, "candidate", False), _sel(deployment, "candidate", False, AGREE)
     out["compared.candidate"] = f"sum(increase(ctloop_watcher_agreement_total{{{compared}}}{r}))"
     out["agreed.candidate"] = f"sum(increase(ctloop_watcher_agreement_total{{{agreed}}}{r}))"
+    out["paired.candidate"] = f"sum(increase(ctloop_watcher_paired_feedback_total{{{compared}}}{r}))"
+    for vs in ("better", "worse"):
+        pairs = _sel(deployment, "candidate", False, f'vs_main="{vs}"')
+        out[f"{vs}.candidate"] = f"sum(increase(ctloop_watcher_paired_feedback_total{{{pairs}}}{r}))"
     return out
 
 
@@ -194,13 +205,42 @@ def _judgements(counts: _Counts, policy, threshold: float | None, shadowing: boo
         return judge(differ / compared, confidence.rate_variance(differ, compared), 1 - policy.min_agreement,
                      compared)  # fmt: skip
 
-    def measured_accuracy():
+    # With a shadow phase, accuracy has two sequences, each at half the check's alpha: one on the pairs (requests
+    # both answered, only while shadowing), one on all labelled answers (shadow and canary).
+    paired_too = policy.mode == "shadow-then-canary"
+    accuracy_alpha = alpha / 2 if paired_too else alpha
+
+    def unpaired_accuracy():
         n_c, n_m = counts.total("labelled.candidate"), counts.total("labelled.main")
         if min(n_c, n_m) < policy.min_labelled_requests:
             raise NoData("labelled")
         ok_c, ok_m = counts.part("correct.candidate"), counts.part("correct.main")
         var = confidence.rate_variance(ok_c, n_c) + confidence.rate_variance(ok_m, n_m)
-        return judge(ok_m / n_m - ok_c / n_c, var, policy.max_accuracy_drop, n_c)
+        return confidence.judge(ok_m / n_m - ok_c / n_c, var, policy.max_accuracy_drop, int(n_c), accuracy_alpha,
+                                policy.power)  # fmt: skip
+
+    def paired_accuracy():
+        n = counts.total("paired.candidate")
+        if n < policy.min_labelled_requests:
+            raise NoData("paired")
+        worse, better = counts.part("worse.candidate"), counts.part("better.candidate")
+        return confidence.judge((worse - better) / n, confidence.paired_variance(worse, better, n),
+                                policy.max_accuracy_drop, int(n), accuracy_alpha, policy.power, "paired")  # fmt: skip
+
+    def measured_accuracy():
+        judged = []
+        for fn in (paired_accuracy, unpaired_accuracy) if paired_too else (unpaired_accuracy,):
+            with contextlib.suppress(NoData):
+                judged.append(fn())
+        if not judged:
+            raise NoData("labelled")
+        # Either sequence showing harm fails the check, either showing non-inferiority passes it (the union bound
+        # keeps both errors within the check's alpha); otherwise the narrower interval is reported.
+        for decision in ("failed", "passed"):
+            shown = [j for j in judged if j.decision == decision]
+            if shown:
+                return shown[0]
+        return min(judged, key=lambda j: j.upper - j.lower)
 
     def estimated_accuracy():
         if threshold is None:  # not a binary classifier: its scores are no probabilities of being right

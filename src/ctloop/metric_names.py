@@ -191,6 +191,15 @@ METRICS: tuple[Metric, ...] = (
         values={**_PREDICTOR_VALUES, "outcome": _OUTCOME},
     ),
     Metric(
+        "ctloop_watcher_paired_feedback_total",
+        "counter",
+        "Labelled requests that main and another predictor both answered, by how the other did against main: "
+        "better (it right, main wrong), worse (it wrong, main right) or same",
+        (*_PREDICTOR, "vs_main"),
+        "drift_watcher",
+        values={**_PREDICTOR_VALUES, "vs_main": ("better", "same", "worse")},
+    ),
+    Metric(
         "ctloop_watcher_agreement_total",
         "counter",
         "Shadow answers compared with main's for the same request, by whether the decisions agree",

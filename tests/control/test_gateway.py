@@ -5,6 +5,7 @@ with Seldon's headers, a predictor swap under steady load that drops no request.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import sys
@@ -19,7 +20,7 @@ import uvicorn
 
 from ctloop import deployment_target
 from ctloop.contracts import seldon
-from ctloop.local.gateway.app import Gateway
+from ctloop.local.gateway.app import Gateway, RequestLogger
 from ctloop.local.gateway.predictors import Pool, free_port
 
 ECHO = Path(__file__).with_name("echo_predictor.py")
@@ -134,10 +135,13 @@ def test_shadow_answers_are_never_returned_and_a_slow_or_failing_shadow_changes_
 
 
 class Sink:
-    """A request-logger endpoint for the CloudEvents the gateway sends."""
+    """A request-logger endpoint for the CloudEvents the gateway sends; ``open`` cleared holds every answer."""
 
     def __init__(self):
         self.events: list[tuple[dict, bytes]] = []
+        self.open, self.lock = threading.Event(), threading.Lock()
+        self.open.set()
+        self.in_flight = self.most_in_flight = 0
         sink = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -146,6 +150,12 @@ class Sink:
 
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                with sink.lock:
+                    sink.in_flight += 1
+                    sink.most_in_flight = max(sink.most_in_flight, sink.in_flight)
+                sink.open.wait(30)
+                with sink.lock:
+                    sink.in_flight -= 1
                 sink.events.append(({k.lower(): v for k, v in self.headers.items()}, body))
                 self.send_response(200)
                 self.send_header("Content-Length", "0")
@@ -154,6 +164,31 @@ class Sink:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1/events"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def test_a_slow_request_logger_gets_a_few_events_at_a_time_and_a_full_queue_drops_the_rest():
+    # Seldon's executor: a buffered queue and a fixed number of logger workers. With the logger stalled, 2 workers
+    # hold 2 events, the queue 3, and the other 5 are dropped instead of piling up as tasks.
+    sink = Sink()
+    sink.open.clear()
+
+    async def play():
+        logger = RequestLogger(workers=2, capacity=3)
+        await logger.start()
+        for i in range(2):
+            logger.put(sink.url, b"{}", {"ce-id": str(i)})
+        deadline = time.monotonic() + 10
+        while sink.in_flight < 2 and time.monotonic() < deadline:  # both workers wait on the logger
+            await asyncio.sleep(0.05)
+        for i in range(2, 10):
+            logger.put(sink.url, b"{}", {"ce-id": str(i)})
+        sink.open.set()
+        await logger.stop(drain_s=10)  # sends what is queued before it stops
+        return logger.dropped
+
+    assert asyncio.run(play()) == 5
+    assert len(sink.events) == 5 and sink.most_in_flight == 2
+    assert sorted(h["ce-id"] for h, _ in sink.events) == ["0", "1", "2", "3", "4"]
 
 
 def test_cloudevents_carry_seldons_headers_and_correlation(tmp_path):

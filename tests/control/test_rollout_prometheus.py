@@ -48,6 +48,7 @@ class Exporter:
         self.scores = make(Histogram, "ctloop_watcher_scores")
         self.feedback = make(Counter, "ctloop_watcher_feedback_total")
         self.agreement = make(Counter, "ctloop_watcher_agreement_total")
+        self.paired = make(Counter, "ctloop_watcher_paired_feedback_total")
         self.behaviour = {p: {"error": 0.0, "latency": 0.02, "accuracy": 0.9} for p in ("main", "canary", "shadow")}
         self.stop = threading.Event()
         exporter = self
@@ -87,6 +88,9 @@ class Exporter:
                 self.feedback.labels(**labels, outcome="correct" if correct else "incorrect").inc()
                 if pred == "shadow":
                     self.agreement.labels(**labels, agree="true").inc()
+                    main_correct = (i % 100) < self.behaviour["main"]["accuracy"] * 100
+                    vs = "same" if correct == main_correct else "better" if correct else "worse"
+                    self.paired.labels(**labels, vs_main=vs).inc()
 
     def close(self):
         self.stop.set()
@@ -237,6 +241,11 @@ def test_real_prometheus_count_queries_return_the_exporters_histograms(prometheu
     assert source.query(promql["correct.main"]) / source.query(promql["labelled.main"]) == pytest.approx(0.9, abs=0.02)
     latency = sequential._per_bucket(source.vector(promql["latency_buckets.candidate"]))
     assert latency[2] == sum(latency) > 0  # every request took 0.02 s: the bucket (0.01, 0.025]
+    # every labelled shadow answer is a pair, and with equal accuracy none is better or worse
+    shadow_labelled = source.query('sum(increase(ctloop_watcher_feedback_total{predictor="shadow"}[20s]))')
+    assert source.query(promql["paired.candidate"]) == pytest.approx(shadow_labelled, rel=0.05)
+    with pytest.raises(checks.NoData):
+        source.query(promql["worse.candidate"])
 
 
 def test_real_prometheus_sequential_promotes_a_healthy_canary(tmp_path, prometheus):
@@ -244,6 +253,16 @@ def test_real_prometheus_sequential_promotes_a_healthy_canary(tmp_path, promethe
     assert record.phase == Phase.succeeded, seen
     assert set(record.checks.values()) == {"passed"} and set(record.checks) == set(sequential.CHECKS) - {"agreement"}
     assert record.figures["accuracy"]["source"] == "measured" and registry.champion() == "2"
+
+
+def test_real_prometheus_sequential_rolls_back_a_shadow_less_accurate_on_its_pairs(tmp_path, prometheus, exporter):
+    exporter.behaviour["shadow"].update({"accuracy": 0.6})  # wrong on 30 % of the requests main gets right
+    record, seen, _ = run_rollout(tmp_path, prometheus["url"], lambda r, s: r.phase.terminal, mode="shadow-then-canary",
+                                  shadow_duration_s=1, min_shadow_requests=20, **SEQUENTIAL)  # fmt: skip
+    assert record.phase == Phase.failed and record.failed_checks == ["accuracy"], seen
+    f = record.figures["accuracy"]
+    # the first pairs fall in part of the exporter's cycle of 100, so the estimate is near, not at, 0.3
+    assert f["source"] == "paired" and f["estimate"] == pytest.approx(0.3, abs=0.1) and f["lower"] > f["margin"]
 
 
 def test_real_prometheus_sequential_rolls_back_an_erroring_canary_at_once(tmp_path, prometheus, exporter):

@@ -73,3 +73,22 @@ def test_the_bench_writes_the_documented_json(tmp_path):
         assert s["method"] in ("sequential", "threshold") and s["rate"] in (20, 2) and s["label_share"] in (1.0, 0.1)
         assert 0 <= s["promoted"] <= 1 and 0 <= s["rolled_back"] <= 1 and s["median_decision_s"] > 0
     assert "| equal | 20 | 100% | " in (tmp_path / "decisions.md").read_text()
+
+
+def test_the_docs_planning_table_is_the_one_the_bench_computes():
+    docs = (ROOT / "docs" / "rollout.md").read_text()
+    for line in decisions.planning_table():
+        assert line in docs, f"docs/rollout.md shows an outdated planning row: {line}"
+
+
+def test_simulated_pairs_differ_by_the_accuracy_gap():
+    # the shadow's labelled pairs in the simulation: worse less better over pairs is main's accuracy less the
+    # candidate's, and unequal pairs are the disagreement share, as for two binary decisions
+    main = decisions.Behaviour()
+    worse = decisions.scenarios(0.02)["accuracy_worse_2x_margin"]
+    source = decisions.SimulatedSource(np.random.default_rng(1), main, worse, 200.0, 1.0, 60)
+    for _ in range(60):
+        source.advance({"main": 1.0, "shadow": 1.0})
+    last = source.history["shadow"][-1]
+    assert (last["worse"] - last["better"]) / last["paired"] == pytest.approx(main.accuracy - worse.accuracy, abs=0.005)
+    assert (last["worse"] + last["better"]) / last["paired"] == pytest.approx(worse.disagreement, abs=0.005)

@@ -262,6 +262,7 @@ LABEL_VALUES = {
     "code": ("200", "500"),
     "outcome": ("correct", "incorrect"),
     "agree": ("true", "false"),
+    "vs_main": ("better", "same", "worse"),
     "predictor": ("main", "canary"),
     "predictor_name": ("main", "canary"),
     "deployment": ("credit-risk",),

@@ -128,6 +128,13 @@ def test_live_accuracy_and_shadow_agreement_per_predictor(tmp_path):
     agree = sample(watcher, "ctloop_watcher_agreement_total", **shadow, agree="true")
     disagree = sample(watcher, "ctloop_watcher_agreement_total", **shadow, agree="false")
     assert agree + disagree == 200 and disagree > 0
+    # The pairs: where two binary decisions differ exactly one is right, so unequal pairs are the disagreements,
+    # and better less worse is the difference of the two predictors' correct answers.
+    better = sample(watcher, "ctloop_watcher_paired_feedback_total", **shadow, vs_main="better")
+    worse = sample(watcher, "ctloop_watcher_paired_feedback_total", **shadow, vs_main="worse")
+    assert sample(watcher, "ctloop_watcher_paired_feedback_total", **shadow) == 200
+    assert better + worse == disagree and better - worse == shadow_right - main_right
+    assert sample(watcher, "ctloop_watcher_paired_feedback_total", **main) == 0  # main is not paired with itself
     assert sample(watcher, "ctloop_watcher_segment_feedback_total", segment="region", **main) == 200
     assert sample(watcher, "ctloop_watcher_scores_count", **main) == 200
     assert metric_names.undeclared(watcher.registry) == []
