@@ -21,6 +21,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from ctloop import metric_names
 from ctloop.config import Settings
 from ctloop.contracts import cloudevents, retrain
 from ctloop.errors import BadInputError, CtloopError
@@ -30,6 +31,7 @@ from ctloop.services.drift_watcher.watcher import Watcher
 
 log = logging.getLogger(__name__)
 MAX_EVENT_BYTES = 4 * 1024 * 1024
+_KINDS = metric_names.metric("ctloop_watcher_unreplayable_records_total").values["kind"]
 
 
 class Service:
@@ -49,16 +51,40 @@ class Service:
         state, records = self.journal.recover()
         if state is not None:
             self.watcher.restore(state)
-        for record in records:
-            self.watcher.apply(record)
-        log.info("recovered: snapshot %s, %d journal records replayed", state is not None, len(records))
-        return len(records)
+        applied = sum(self._apply(record) for record in records)
+        if self.journal.unreadable:
+            self.watcher.metrics["ctloop_watcher_unreplayable_records_total"].labels(kind="unknown").inc(
+                self.journal.unreadable
+            )
+        if applied < len(records) or self.journal.unreadable:
+            # A snapshot now, so that the next restart does not meet the records set aside again.
+            self.journal.snapshot(self.watcher.state())
+        log.info("recovered: snapshot %s, %d journal records replayed, %d set aside", state is not None, applied,
+                 len(records) - applied)  # fmt: skip
+        return applied
 
-    def record(self, record: dict) -> None:
+    def record(self, record: dict) -> bool:
+        """Journals and applies ``record``; False if it could not be applied (it is then set aside)."""
         self.journal.append(record)
-        self.watcher.apply(record)
+        if not self._apply(record):
+            self.journal.snapshot(self.watcher.state())  # as in recover: a restart must not replay it
+            return False
         if self.journal.records_since_snapshot >= self.snapshot_every:
             self.journal.snapshot(self.watcher.state())
+        return True
+
+    def _apply(self, record: dict) -> bool:
+        """Applies one record; one that raises is set aside (unreplayable.jsonl), counted and logged, and the
+        watcher goes on: no record, however it got into the journal, may stop drift detection or its recovery."""
+        try:
+            self.watcher.apply(record)
+            return True
+        except Exception as e:
+            kind = record.get("kind") if record.get("kind") in _KINDS else "unknown"
+            log.exception("record %s (%s) could not be applied: set aside", record.get("id", "-"), kind)
+            self.watcher.metrics["ctloop_watcher_unreplayable_records_total"].labels(kind=kind).inc()
+            self.journal.set_aside({"record": record}, repr(e))
+            return False
 
     # -- loops
 
@@ -127,7 +153,8 @@ class Service:
         if self.watcher.duplicate(record):
             self.watcher.metrics["ctloop_watcher_duplicate_events_total"].inc()
             return JSONResponse({"status": "duplicate", "id": record["id"]})
-        self.record(record)
+        if not self.record(record):
+            return JSONResponse({"error": f"event {record['id']}: could not be applied; set aside for a person"}, 422)
         self.watcher.metrics["ctloop_watcher_ingestion_lag_seconds"].set(max(record["received"] - record["time"], 0))
         self.watcher.metrics["ctloop_watcher_buffered_rows"].set(len(self.watcher.window_rows))
         return JSONResponse({"status": "accepted", "id": record["id"]})

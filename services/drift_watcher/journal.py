@@ -5,7 +5,9 @@ what survives a ``kill -9``; the journal is fsynced at every snapshot). After a 
 snapshot with the journal replayed on top. Replaying is safe because applying a record is deterministic and its
 side effects are idempotent (Parquet files named by window, triggers deduplicated by their idempotency key).
 
-Files: ``snapshot.json`` ({"segment": n, "state": ...}) and ``journal-<n>.jsonl``, the records after it.
+Files: ``snapshot.json`` ({"segment": n, "state": ...}) and ``journal-<n>.jsonl``, the records after it;
+``unreplayable.jsonl`` holds what could not be read or applied ({"why": ..., "record" or "line": ...}), set aside so
+that one bad record never stops the watcher, and kept for a person to read.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ class Journal:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.segment = 0
         self.records_since_snapshot = 0
+        self.unreadable = 0  # lines the last recover() set aside
         self._file = None
 
     def _path(self, segment: int) -> Path:
@@ -46,7 +49,16 @@ class Journal:
             if len(complete) != len(data):
                 with path.open("r+b") as f:
                     f.truncate(len(complete))
-            records = [json.loads(line) for line in complete.splitlines() if line.strip()]
+            for line in complete.splitlines():
+                if not line.strip():
+                    continue
+                try:
+                    record = json.loads(line)
+                except ValueError as e:  # a damaged line: set aside, the records after it still count
+                    self.set_aside({"line": line.decode(errors="replace")}, f"unreadable: {e}")
+                    self.unreadable += 1
+                    continue
+                records.append(record)
         self.records_since_snapshot = len(records)
         self._file = self._path(self.segment).open("ab")
         return state, records
@@ -55,6 +67,13 @@ class Journal:
         self._file.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
         self._file.flush()
         self.records_since_snapshot += 1
+
+    def set_aside(self, entry: dict, why: str) -> None:
+        """Keeps ``entry`` (a record, or an unreadable line) in unreplayable.jsonl with the reason."""
+        with (self.folder / "unreplayable.jsonl").open("ab") as f:
+            f.write(json.dumps({"why": why, **entry}, separators=(",", ":"), default=str).encode() + b"\n")
+            f.flush()
+            os.fsync(f.fileno())
 
     def snapshot(self, state: dict) -> None:
         """Start a new segment whose starting point is ``state``; the old segment goes."""

@@ -64,7 +64,10 @@ class ScoringModel:
         for value in values:
             if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float))):
                 raise BadInputError(f"feature {name!r} is numeric: expected a number, got {value!r}")
-        column = np.array([np.nan if v is None else v for v in values], dtype=float)
+        try:
+            column = np.array([np.nan if v is None else v for v in values], dtype=float)
+        except OverflowError:  # an integer of hundreds of digits: JSON allows it, a float cannot hold it
+            raise BadInputError(f"feature {name!r}: a number too large for a float") from None
         if np.isinf(column).any():
             raise BadInputError(f"feature {name!r}: infinity is not a value (use null for missing)")
         return column

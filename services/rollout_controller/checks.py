@@ -50,39 +50,51 @@ class PrometheusSource:
 
     def query(self, promql: str) -> float:
         data = self._ask(promql)
-        if data["resultType"] == "scalar":
-            value = float(data["result"][1])
-        elif data["resultType"] == "vector":
-            if len(data["result"]) != 1:
-                raise NoData(f"{len(data['result'])} series for {promql!r}")
-            value = float(data["result"][0]["value"][1])
-        else:
-            raise ValueError(f"unexpected result type {data['resultType']} for {promql!r}")
+        try:
+            if data["resultType"] == "scalar":
+                value = float(data["result"][1])
+            elif data["resultType"] == "vector":
+                if len(data["result"]) != 1:
+                    raise NoData(f"{len(data['result'])} series for {promql!r}")
+                value = float(data["result"][0]["value"][1])
+            else:
+                raise SourceDown(f"Prometheus at {self.url}: result type {data['resultType']!r} for {promql!r}")
+        except (KeyError, IndexError, TypeError, ValueError) as e:
+            raise SourceDown(f"Prometheus at {self.url}: malformed result for {promql!r}: {e!r}") from None
         if math.isnan(value) or math.isinf(value):
             raise NoData(f"{value} for {promql!r}")
         return value
 
     def vector(self, promql: str) -> dict[str, float]:
         data = self._ask(promql)
-        if data["resultType"] != "vector":
-            raise ValueError(f"unexpected result type {data['resultType']} for {promql!r}")
-        out = {r["metric"].get("le", ""): float(r["value"][1]) for r in data["result"]}
+        try:
+            if data["resultType"] != "vector":
+                raise SourceDown(f"Prometheus at {self.url}: result type {data['resultType']!r} for {promql!r}")
+            out = {r["metric"].get("le", ""): float(r["value"][1]) for r in data["result"]}
+        except (KeyError, IndexError, TypeError, ValueError, AttributeError) as e:
+            raise SourceDown(f"Prometheus at {self.url}: malformed result for {promql!r}: {e!r}") from None
         out = {le: v for le, v in out.items() if le and not math.isnan(v)}
         if not out:
             raise NoData(f"no buckets for {promql!r}")
         return out
 
     def _ask(self, promql: str) -> dict:
+        """The ``data`` of a clean answer. Anything else (no answer, a status other than 200, a redirect, a body
+        that is not Prometheus's JSON, a refused query) is the source being down: the controller pauses and, after
+        ``prometheus_outage_s``, rolls back, rather than stalling a canary at its weight on an exception."""
         try:
             response = self.client.get(f"{self.url}/api/v1/query", params={"query": promql})
         except httpx.HTTPError as e:
             raise SourceDown(f"Prometheus at {self.url}: {e}") from None
-        if response.status_code >= 500 or response.status_code in (401, 403, 404):
-            raise SourceDown(f"Prometheus at {self.url} answered {response.status_code}")
-        body = response.json()
-        if body.get("status") != "success":
-            # 400/422: the query itself is wrong, a bug in this module, not an outage.
-            raise ValueError(f"Prometheus refused {promql!r}: {body.get('error')}")
+        if response.status_code != 200:
+            raise SourceDown(f"Prometheus at {self.url} answered {response.status_code}: {response.text[:200]!r}")
+        try:
+            body = response.json()
+        except ValueError:
+            raise SourceDown(f"Prometheus at {self.url} answered 200 without JSON: {response.text[:200]!r}") from None
+        if not isinstance(body, dict) or body.get("status") != "success" or not isinstance(body.get("data"), dict):
+            error = body.get("error") if isinstance(body, dict) else body
+            raise SourceDown(f"Prometheus at {self.url} refused {promql!r}: {str(error)[:200]}")
         return body["data"]
 
 

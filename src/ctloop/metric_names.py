@@ -95,6 +95,14 @@ METRICS: tuple[Metric, ...] = (
         values={"reason": ("too_large", "invalid", "feedback_unmatched")},
     ),
     Metric(
+        "ctloop_watcher_unreplayable_records_total",
+        "counter",
+        "Journal records that could not be read or applied, set aside (unreplayable.jsonl) so the watcher goes on",
+        ("kind",),
+        "drift_watcher",
+        values={"kind": ("request", "response", "feedback", "close", "reference", "trigger_ack", "unknown")},
+    ),
+    Metric(
         "ctloop_watcher_ingestion_lag_seconds",
         "gauge",
         "Age of the newest ingested event when it arrived (Ce-Time to receipt)",

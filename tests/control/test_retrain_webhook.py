@@ -213,7 +213,8 @@ def test_finished_runs_are_counted_once_by_state(served):
 @pytest.mark.parametrize(
     "case, reason",
     [("missing", "missing"), ("wrong secret", "mismatch"), ("stale", "stale"), ("future", "stale"),
-     ("body changed after signing", "mismatch"), ("malformed", "malformed")],
+     ("body changed after signing", "mismatch"), ("malformed", "malformed"),
+     ("non-ASCII signature", "malformed"), ("superscript timestamp", "malformed")],
 )  # fmt: skip
 def test_unauthenticated_requests_are_refused_and_launch_nothing(served, case, reason):
     data = json.dumps(request()).encode()
@@ -230,6 +231,10 @@ def test_unauthenticated_requests_are_refused_and_launch_nothing(served, case, r
         data = data.replace(b"2026-02", b"2026-03")
     elif case == "malformed":
         headers[signing.SIGNATURE_HEADER] = headers[signing.SIGNATURE_HEADER].replace("sha256=", "md5=")
+    elif case == "non-ASCII signature":  # header bytes are read as Latin-1: 64 times "é"
+        headers[signing.SIGNATURE_HEADER] = b"sha256=" + b"\xe9" * 64
+    elif case == "superscript timestamp":  # "²": str.isdigit() says yes, int() says no
+        headers[signing.TIMESTAMP_HEADER] = b"\xb2"
     answer = served.http.post("/v1/retrain", content=data, headers=headers)
     assert answer.status_code == 401, answer.text
     assert "error" in answer.json()

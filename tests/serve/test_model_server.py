@@ -82,6 +82,7 @@ def test_contributions_add_up_to_the_margin(model, trained):
         (lambda r: r.update(income=float("inf")), "feature 'income': infinity"),
         (lambda r: r.update(channel="fax"), "feature 'channel': category 'fax' was never seen"),
         (lambda r: r.update(channel=3), "feature 'channel' is categorical"),
+        (lambda r: r.update(income=10**400), "feature 'income': a number too large for a float"),
     ],
 )
 def test_bad_rows_name_the_feature(model, trained, change, words):
@@ -174,6 +175,18 @@ def test_bad_request_is_a_400_naming_the_feature(server, trained):
     status, body = post(f"{server['url']}/api/v1.0/predictions", {"jsonData": row})
     assert status == 400
     assert "channel" in json.dumps(body) and "fax" in json.dumps(body)
+
+
+@pytest.mark.parametrize(
+    "meta, field",
+    [(None, None), ("x", "meta"), ([1], "meta"), ({"tags": None}, None), ({"tags": ["explain"]}, "meta.tags")],
+)
+def test_meta_of_the_wrong_shape_is_a_400_naming_it(server, trained, meta, field):
+    status, body = post(f"{server['url']}/api/v1.0/predictions", {"jsonData": trained["rows"][0], "meta": meta})
+    if field is None:
+        assert status == 200, body
+    else:
+        assert status == 400 and f"{field}: expected an object" in json.dumps(body), body
 
 
 def test_feedback_counts_right_and_wrong_per_served_version(server, trained):

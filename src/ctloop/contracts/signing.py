@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import re
 import time
 
 from ctloop.errors import AccessError, BadInputError
@@ -19,6 +20,8 @@ __all__ = ["SIGNATURE_HEADER", "TIMESTAMP_HEADER", "SignatureError", "read_secre
 
 TIMESTAMP_HEADER = "X-Ctloop-Timestamp"
 SIGNATURE_HEADER = "X-Ctloop-Signature"
+_DIGITS = re.compile(r"[0-9]{1,12}")
+_SIGNATURE = re.compile(r"sha256=[0-9a-f]{64}")
 
 
 class SignatureError(AccessError):
@@ -46,7 +49,9 @@ def verify(secret: bytes, body: bytes, headers, tolerance_s: int, now: float | N
     timestamp, signature = headers.get(TIMESTAMP_HEADER), headers.get(SIGNATURE_HEADER)
     if not timestamp or not signature:
         raise SignatureError("missing", f"{TIMESTAMP_HEADER} and {SIGNATURE_HEADER} headers are required")
-    if not timestamp.isdigit() or not signature.startswith("sha256="):
+    # ASCII digits and hex only: str.isdigit() admits "²" (which int() refuses), and compare_digest refuses
+    # non-ASCII text with a TypeError; either would answer 500 instead of 401.
+    if not _DIGITS.fullmatch(timestamp) or not _SIGNATURE.fullmatch(signature):
         raise SignatureError("malformed", f"{SIGNATURE_HEADER} must be sha256=<hex>, {TIMESTAMP_HEADER} Unix seconds")
     age = (time.time() if now is None else now) - int(timestamp)
     if abs(age) > tolerance_s:
