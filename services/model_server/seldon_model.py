@@ -17,7 +17,7 @@ import numpy as np
 
 from ctloop.contracts import seldon_message
 from ctloop.contracts.seldon_message import DECISION, MODEL_VERSION_TAG, POLICY_VERSION_TAG, SCORE
-from ctloop.errors import BadInputError, CtloopError
+from ctloop.errors import CtloopError
 from ctloop.services.model_server.scoring import ScoringModel, as_json
 
 log = logging.getLogger(__name__)
@@ -63,7 +63,7 @@ class SeldonModel:
     def predict_raw(self, request):
         try:
             names, rows = seldon_message.rows(request)
-            explain = self.explain or bool(_tags(request).get("explain"))
+            explain = self.explain or bool(seldon_message.tags(request).get("explain"))
             scored = self.model.score(names, rows, explain=explain)
         except CtloopError as e:
             raise _bad_request(str(e)) from None
@@ -127,18 +127,3 @@ class SeldonModel:
                    for outcome, n in counts.items() if n]  # fmt: skip
         answer = {"data": {"names": ["right", "rows"], "ndarray": [[right, len(truths)]]}, "meta": {"metrics": metrics}}
         return json_to_seldon_message(answer)
-
-
-def _tags(request: dict) -> dict:
-    """``meta.tags`` of a request ({} when absent); any other shape is a BadInputError naming the field."""
-    meta = request.get("meta")
-    if meta is None:
-        return {}
-    if not isinstance(meta, dict):
-        raise BadInputError(f"meta: expected an object, got {type(meta).__name__}")
-    tags = meta.get("tags")
-    if tags is None:
-        return {}
-    if not isinstance(tags, dict):
-        raise BadInputError(f"meta.tags: expected an object, got {type(tags).__name__}")
-    return tags

@@ -75,6 +75,8 @@ def parse(event_headers, body: bytes, received: float | None = None) -> dict:
         payload = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
         raise BadInputError(f"body: not JSON ({e})") from None
+    except RecursionError:
+        raise BadInputError("body: nested too deeply") from None
     if not isinstance(payload, dict):
         raise BadInputError("body: must be a JSON object (a SeldonMessage)")
     record = {
@@ -89,8 +91,8 @@ def parse(event_headers, body: bytes, received: float | None = None) -> dict:
     }
     if kind == "request":
         names, found = seldon_message.rows(payload)
-        if not names:
-            raise BadInputError("data.names: the watcher needs named features")
+        if not names or not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise BadInputError("data.names: the watcher needs named features (a list of strings)")
         if any(not isinstance(r, list) or len(r) != len(names) for r in found):
             raise BadInputError("data.ndarray: every row needs one value per name")
         record["rows"] = [dict(zip(names, map(_finite, row))) for row in found]

@@ -45,6 +45,21 @@ def rows(payload) -> tuple[list | None, list]:
     return data.get("names"), found
 
 
+def tags(payload: dict) -> dict:
+    """``meta.tags`` of a message ({} when absent); any other shape is a BadInputError naming the field."""
+    meta = payload.get("meta")
+    if meta is None:
+        return {}
+    if not isinstance(meta, dict):
+        raise BadInputError(f"meta: expected an object, got {type(meta).__name__}")
+    found = meta.get("tags")
+    if found is None:
+        return {}
+    if not isinstance(found, dict):
+        raise BadInputError(f"meta.tags: expected an object, got {type(found).__name__}")
+    return found
+
+
 def answer(payload) -> dict:
     """An answer's model version, scores (the positive class's, or the top class's for multiclass) and, where
     present, decisions and classes."""
@@ -52,8 +67,7 @@ def answer(payload) -> dict:
         raise BadInputError("the answer must be a JSON object (a SeldonMessage)")
     names, found = rows(payload)
     names = names or [SCORE]
-    tags = (payload.get("meta") or {}).get("tags") or {}
-    out = {MODEL_VERSION_TAG: str(tags.get(MODEL_VERSION_TAG, ""))}
+    out = {MODEL_VERSION_TAG: str(tags(payload).get(MODEL_VERSION_TAG, ""))}
     try:
         if SCORE in names:
             out["scores"] = [float(r[names.index(SCORE)]) for r in found]
