@@ -120,7 +120,9 @@ class Store:
             return Decision("duplicate", self._get(first["trigger_id"]), same_body=same)
         if not force and cooldown_s > 0:
             last = self._db.execute(
-                "SELECT MAX(accepted_at) FROM triggers WHERE pipeline = ? AND status != 'launch_failed'", (pipeline,)
+                # A trigger that started no run, or whose run failed, retrained nothing: it holds no cooldown.
+                "SELECT MAX(accepted_at) FROM triggers WHERE pipeline = ? AND status NOT IN ('launch_failed', 'failed')",
+                (pipeline,),
             ).fetchone()[0]
             if last is not None and now - last < cooldown_s:
                 return Decision("cooldown", retry_after_s=cooldown_s - (now - last))

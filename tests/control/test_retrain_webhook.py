@@ -353,6 +353,23 @@ def test_a_launch_that_never_succeeds_is_marked_failed_and_does_not_hold_the_coo
         assert served.retrain(request("b")).status_code == 202  # the failed trigger started nothing to cool down
 
 
+def test_a_failed_run_does_not_hold_the_cooldown_and_a_succeeded_one_does(tmp_path):
+    raw = raw_settings(tmp_path, {"cooldown_s": 900})
+    with Served(tmp_path, raw, launcher=RecordingLauncher()) as served:
+        first = served.retrain(request("a")).json()["trigger_id"]
+        wait_for(lambda: served.webhook.store.get(first).status == "started")
+        assert served.retrain(request("b")).status_code == 429  # running: it holds the cooldown
+        served.launcher.states[served.webhook.store.get(first).run_id] = RunState.failed
+        wait_for(lambda: served.webhook.store.get(first).status == "failed")
+        second = served.retrain(request("c"))
+        assert second.status_code == 202, second.text  # the failed run retrained nothing
+        trigger = second.json()["trigger_id"]
+        wait_for(lambda: served.webhook.store.get(trigger).status == "started")
+        served.launcher.states[served.webhook.store.get(trigger).run_id] = RunState.succeeded
+        wait_for(lambda: served.webhook.store.get(trigger).status == "succeeded")
+        assert served.retrain(request("d")).status_code == 429
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # /v1/alertmanager
 
