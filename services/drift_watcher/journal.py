@@ -54,6 +54,8 @@ class Journal:
                     continue
                 try:
                     record = json.loads(line)
+                    if not isinstance(record, dict):
+                        raise ValueError(f"a JSON {type(record).__name__}, not a record")
                 except ValueError as e:  # a damaged line: set aside, the records after it still count
                     self.set_aside({"line": line.decode(errors="replace")}, f"unreadable: {e}")
                     self.unreadable += 1

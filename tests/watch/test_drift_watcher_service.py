@@ -213,7 +213,8 @@ def test_kill_9_mid_stream_loses_nothing_acknowledged_and_triggers_once(watcher)
 
 def test_a_record_that_cannot_be_applied_is_set_aside_and_the_watcher_goes_on(watcher):
     # What an older version, or a damaged disk, may have left in the journal: a feedback whose truth is no number
-    # (it raises in apply) and a line that is not JSON. The restart sets both aside, counts them, and goes on.
+    # (it raises in apply), a line that is not JSON and one that is no record. The restart sets them aside, counts
+    # them, and goes on.
     watcher.start()
     with httpx.Client(timeout=10) as client:
         acknowledged = post(client, watcher.url, traffic.rows(50, seed=2), "before")
@@ -223,19 +224,19 @@ def test_a_record_that_cannot_be_applied_is_set_aside_and_the_watcher_goes_on(wa
                   "namespace": "ctloop", "predictor": "main", "time": time.time(), "received": time.time(),
                   "truths": ["NaN"]}  # fmt: skip
         with journal.open("ab") as f:
-            f.write(json.dumps(poison).encode() + b"\n" + b"{not json\n")
+            f.write(json.dumps(poison).encode() + b"\n" + b"{not json\n" + b"[1, 2]\n")
         watcher.start()
         metrics = httpx.get(f"{watcher.url}/metrics").text
         assert 'ctloop_watcher_unreplayable_records_total{kind="feedback"} 1.0' in metrics
-        assert 'ctloop_watcher_unreplayable_records_total{kind="unknown"} 1.0' in metrics
+        assert 'ctloop_watcher_unreplayable_records_total{kind="unknown"} 2.0' in metrics
         acknowledged += post(client, watcher.url, traffic.rows(50, seed=3), "after")
         status = watcher.status()
         assert status["window"]["index"] * 200 + status["window"]["rows"] == acknowledged == 100
         aside = (watcher.state / "journal" / "unreplayable.jsonl").read_text().splitlines()
-        assert [json.loads(line).get("record", {}).get("id") for line in aside] == [None, "poison"]
+        assert [json.loads(line).get("record", {}).get("id") for line in aside] == [None, None, "poison"]
         watcher.kill_9()  # the records set aside are not met again
         watcher.start()
     assert "ctloop_watcher_unreplayable_records_total{" not in httpx.get(f"{watcher.url}/metrics").text
-    assert len((watcher.state / "journal" / "unreplayable.jsonl").read_text().splitlines()) == 2
+    assert len((watcher.state / "journal" / "unreplayable.jsonl").read_text().splitlines()) == 3
     status = watcher.status()
     assert status["window"]["index"] * 200 + status["window"]["rows"] == acknowledged
