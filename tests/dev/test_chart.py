@@ -38,13 +38,18 @@ MATRIX = {
     "defaults": {},
     "monitoring": {"monitoring": {"labels": {"release": "prom"}}},
     "mlflow": {"mlflow": {"enabled": True}},
-    "persistence": {
-        "driftWatcher": {"persistence": {"enabled": True, "storageClassName": "fast"}},
-        "retrainWebhook": {"persistence": {"enabled": True}},
+    "no-persistence": {
+        "driftWatcher": {"persistence": {"enabled": False}},
+        "retrainWebhook": {"persistence": {"enabled": False}},
     },
+    "storage-class": {"driftWatcher": {"persistence": {"storageClassName": "fast"}}},
     "no-network-policy": {"networkPolicy": {"enabled": False}, "podDisruptionBudget": {"enabled": False}},
     "no-candidate-no-s3": {"model": {"candidate": {"enabled": False}}, "secrets": {"s3": {"existingSecret": ""}}},
-    "minio-and-replicas": {"secrets": {"s3": {"endpointUrl": "http://minio.minio:9000"}}, "model": {"replicas": 3}},
+    "minio-and-replicas": {
+        "secrets": {"s3": {"endpointUrl": "http://minio.minio:9000"}},
+        "model": {"replicas": 3},
+        "mlflow": {"enabled": True, "replicas": 2},
+    },
     "only-watcher": {"retrainWebhook": {"enabled": False}, "rolloutController": {"enabled": False}},
 }
 
@@ -349,12 +354,13 @@ def test_webhook_gets_a_kfp_token_and_nothing_else_does(chart):
             assert "kfp-token" not in volumes
 
 
-def test_state_is_a_claim_only_when_persistence_is_on(chart):
-    off, on = render(chart), render(chart, MATRIX["persistence"])
+def test_state_is_a_claim_by_default_and_an_empty_dir_only_when_opted_out(chart):
+    on, off = render(chart, MATRIX["storage-class"]), render(chart, MATRIX["no-persistence"])
     assert not by_kind(off, "PersistentVolumeClaim")
     claims = by_kind(on, "PersistentVolumeClaim")
     assert set(claims) == {"ctloop-drift-watcher", "ctloop-retrain-webhook"}
     assert claims["ctloop-drift-watcher"]["spec"]["storageClassName"] == "fast"
+    assert "storageClassName" not in claims["ctloop-retrain-webhook"]["spec"]  # the cluster's default class
     for name in claims:
         off_pod = by_kind(off, "Deployment")[name]["spec"]["template"]["spec"]
         on_deployment = by_kind(on, "Deployment")[name]
@@ -363,6 +369,24 @@ def test_state_is_a_claim_only_when_persistence_is_on(chart):
             "spec"
         ]["volumes"]
         assert on_deployment["spec"]["strategy"] == {"type": "Recreate"}  # a ReadWriteOnce claim
+
+
+def test_disruption_budgets_only_where_a_replica_can_be_spared(chart):
+    # One replica with maxUnavailable 1 protects nothing; the singletons (state on a ReadWriteOnce claim) get none.
+    assert not by_kind(render(chart, MATRIX["mlflow"]), "PodDisruptionBudget")
+    for predictor in by_kind(render(chart), "SeldonDeployment")["credit-risk"]["spec"]["predictors"]:
+        assert "pdbSpec" not in predictor["componentSpecs"][0]
+
+    replicated = render(chart, MATRIX["minio-and-replicas"])
+    (budget,) = by_kind(replicated, "PodDisruptionBudget").values()
+    mlflow = by_kind(replicated, "Deployment")["ctloop-mlflow"]
+    assert budget["spec"]["selector"]["matchLabels"] == mlflow["spec"]["selector"]["matchLabels"]
+    assert budget["spec"]["maxUnavailable"] == 1 < mlflow["spec"]["replicas"]
+    for predictor in by_kind(replicated, "SeldonDeployment")["credit-risk"]["spec"]["predictors"]:
+        assert predictor["componentSpecs"][0]["pdbSpec"] == {"maxUnavailable": 1}
+        assert predictor["replicas"] == 3
+    off = render(chart, {**MATRIX["minio-and-replicas"], "podDisruptionBudget": {"enabled": False}})
+    assert not by_kind(off, "PodDisruptionBudget")
 
 
 def test_monitoring_objects_only_where_the_crds_are_served(chart):

@@ -314,19 +314,4 @@ spec:
     requests:
       storage: {{ .values.persistence.size }}
 {{- end }}
-{{- if $root.Values.podDisruptionBudget.enabled }}
----
-apiVersion: policy/v1
-kind: PodDisruptionBudget
-metadata:
-  name: {{ $fullname }}-{{ .component }}
-  namespace: {{ $root.Release.Namespace }}
-  labels:
-    {{- include "ctloop.componentLabels" . | nindent 4 }}
-spec:
-  maxUnavailable: {{ $root.Values.podDisruptionBudget.maxUnavailable }}
-  selector:
-    matchLabels:
-      {{- include "ctloop.selectorLabels" . | nindent 6 }}
-{{- end }}
 {{- end -}}
