@@ -6,9 +6,10 @@ runner implements of KFP's semantics: the DAG's order from task inputs and ``dep
 (pipeline inputs, task outputs, constants) and artifacts (a folder per output under the pipeline root, passed
 by path and ``file://`` URI); the placeholders of container components (inputs, outputs, output files, the
 executor-output file, ``IfPresent``, ``Concat``, the job id); ``triggerPolicy`` conditions; ``ParallelFor`` over a
-parameter list with collected outputs; caching keyed on the component and the digests of its inputs; the
-ExecutorOutput file's artifact metadata. Iterations and tasks run one at a time (a small machine gains nothing
-from running them side by side). A failed task stops what depends on it; the run summary says which and why.
+parameter list with collected outputs; caching keyed on the component, the digests of its inputs and what its
+image runs (the environment's ctloop code and lock, as KFP's key holds the image); the ExecutorOutput file's
+artifact metadata. Iterations and tasks run one at a time (a small machine gains nothing from running them side
+by side). A failed task stops what depends on it; the run summary says which and why.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 
 import yaml
 
-from ctloop.errors import BadInputError, CtloopError
+from ctloop.errors import BadInputError, CtloopError, NotReadyError
 from ctloop.local import environments
 
 
@@ -224,6 +225,7 @@ class LocalRunner:
         self.run_dir = self.root / "runs" / self.run_id
         self.cache_dir = self.root / "cache"
         self.records: dict[str, TaskRecord] = {}
+        self._identities: dict[Path, dict] = {}
         self.job = {
             "{{$.pipeline_job_uuid}}": self.run_id,
             "{{$.pipeline_job_name}}": f"{ir['pipelineInfo']['name']}-{self.run_id}",
@@ -381,10 +383,22 @@ class LocalRunner:
 
     # -- containers
 
+    def _environment(self, python: Path) -> dict:
+        """The code and lock of the environment that runs a step, as that environment reports them: an edited
+        component or an upgraded ctloop changes them, so a result cached before is not reused after."""
+        if python not in self._identities:
+            out = subprocess.run([str(python), "-m", "ctloop.provenance"], capture_output=True, text=True, timeout=120)
+            if out.returncode != 0:
+                tail = out.stderr.strip()[-600:]
+                raise NotReadyError(f"the environment of {python} cannot say what code it runs: {tail}")
+            self._identities[python] = json.loads(out.stdout)
+        return self._identities[python]
+
     def _cache_key(self, component: dict, executor: dict, parameters: dict, artifacts_in: dict) -> str:
         doc = {
             "component": component,
             "executor": executor,
+            "environment": self._environment(self.interpreter(executor["image"])),
             "parameters": parameters,
             "artifacts": {name: _digest(a.path) for name, a in sorted(artifacts_in.items())},
         }

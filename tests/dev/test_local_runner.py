@@ -5,6 +5,8 @@ No `from __future__ import annotations`: kfp reads pipeline annotations as objec
 """
 
 import json
+import shutil
+import venv
 from pathlib import Path
 from typing import Optional
 
@@ -76,6 +78,12 @@ def toy(items: list[int] = [1, 2, 3], threshold: float = 5.0, broken: bool = Fal
     with dsl.If(broken == True):  # noqa: E712
         failed = fail(message="boom")
         read(table=first.outputs["table"], label="after").after(failed)
+
+
+@dsl.pipeline(name="chain")
+def chain(n: int = 3):
+    first = emit(n=n)
+    read(table=first.outputs["table"], label="fixed")
 
 
 @pytest.fixture(scope="module")
@@ -157,6 +165,63 @@ def test_caching_reuses_results_until_an_input_changes(ir, tmp_path):
     fresh = runner(ir, tmp_path, cache=False)
     fresh.run({})
     assert "cached" not in states(fresh).values()
+
+
+def fake_environment(venvs: Path) -> Path:
+    """Image ctloop-dev's environment of its own: a bare venv with a copy of ctloop's core and a lock. Returns the
+    copy, which a test edits as a user edits a component."""
+    env = venvs / "dev"
+    venv.create(env, with_pip=False, symlinks=True)
+    (site,) = (env / "lib").glob("python*/site-packages")
+    shutil.copytree(ROOT / "src" / "ctloop", site / "ctloop", ignore=shutil.ignore_patterns("__pycache__"))
+    (env / "ctloop-image.lock").write_text("numpy==2.0.0 --hash=sha256:00\n")
+    return site / "ctloop"
+
+
+def test_cache_paths_changed_artifact_deleted_outputs_edited_code_new_lock(tmp_path):
+    path = tmp_path / "chain.yaml"
+    compiler.Compiler().compile(chain, str(path))
+    ir = local_runner.load_ir(path)
+    code = fake_environment(tmp_path / "venvs")
+
+    def run():
+        r = local_runner.LocalRunner(ir, tmp_path / "root", local_runner.interpreter_for_images(tmp_path / "venvs"))
+        r.run({})
+        return r
+
+    first = run()
+    assert states(first) == {"emit": "succeeded", "read": "succeeded"}
+    assert states(run()) == {"emit": "cached", "read": "cached"}
+
+    # An input artifact changed where it lies: its consumer runs again, on what is there now.
+    table = first.run_dir / "emit" / "artifacts" / "table"
+    table.write_text("x" * 5)
+    changed = run()
+    assert states(changed) == {"emit": "cached", "read": "succeeded"}
+    assert changed.records["read"].parameters == {"size": 5}
+
+    # The cached outputs deleted: the step runs again, and its consumer's input is the first run's once more.
+    shutil.rmtree(first.run_dir / "emit")
+    rerun = run()
+    assert states(rerun) == {"emit": "succeeded", "read": "cached"}
+    assert rerun.records["read"].parameters == {"size": 3}
+
+    # A user edits the code the image runs: nothing cached before is reused, what runs after is cached again.
+    (code / "policy.py").write_text((code / "policy.py").read_text() + "\n# edited\n")
+    assert states(run()) == {"emit": "succeeded", "read": "succeeded"}
+    assert states(run()) == {"emit": "cached", "read": "cached"}
+
+    # An upgrade: the environment rebuilt from another lock.
+    (tmp_path / "venvs" / "dev" / "ctloop-image.lock").write_text("numpy==2.1.0 --hash=sha256:11\n")
+    assert states(run()) == {"emit": "succeeded", "read": "succeeded"}
+
+
+def test_a_failed_task_is_never_cached(ir, tmp_path):
+    for _ in range(2):
+        r = runner(ir, tmp_path)
+        r.run({"broken": True})
+        assert states(r)["condition-3/fail"] == "failed"
+        assert states(r)["emit-2"] in ("succeeded", "cached")
 
 
 def test_bad_arguments_and_files_are_named(ir, tmp_path):
