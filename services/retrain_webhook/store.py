@@ -121,7 +121,8 @@ class Store:
         if not force and cooldown_s > 0:
             last = self._db.execute(
                 # A trigger that started no run, or whose run failed, retrained nothing: it holds no cooldown.
-                "SELECT MAX(accepted_at) FROM triggers WHERE pipeline = ? AND status NOT IN ('launch_failed', 'failed')",
+                "SELECT MAX(accepted_at) FROM triggers"
+                " WHERE pipeline = ? AND status NOT IN ('launch_failed', 'failed')",
                 (pipeline,),
             ).fetchone()[0]
             if last is not None and now - last < cooldown_s:

@@ -30,6 +30,9 @@ class Worker:
         self.backoff_s = backoff_s
         self.poll_s = poll_s
         self.clock = clock
+        # Turns of the loop and checks of started runs completed: tests wait on these instead of on the clock.
+        self.turns = 0
+        self.run_checks = 0
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="retrain-launcher", daemon=True)
@@ -64,6 +67,7 @@ class Worker:
             except Exception:  # the loop must outlive a bad row or a broken launcher; the next turn retries
                 log.exception("launcher loop")
                 self._stop.wait(self.poll_s)
+            self.turns += 1
             self._wake.wait(max(0.0, min(self.poll_s, next_check - time.monotonic())))
             self._wake.clear()
 
@@ -107,3 +111,4 @@ class Worker:
             if self.store.mark_finished(trigger.id, state.value, self.clock()):
                 self.metrics.pipeline_runs.labels(trigger.pipeline, state.value).inc()
                 self.audit.write("run_finished", trigger_id=trigger.id, run_id=trigger.run_id, state=state.value)
+        self.run_checks += 1

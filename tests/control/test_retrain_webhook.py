@@ -6,11 +6,13 @@ against the KFP REST emulator of tests/dev (an emulator, not a KFP server)."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -158,6 +160,19 @@ def wait_for(predicate, timeout: float = 10.0, what: str = "condition"):
     raise AssertionError(f"{what} not met in {timeout} s")
 
 
+def worker_idle(served: Served) -> None:
+    """Two launcher turns begun after this call: whatever was queued before it has been launched (the test's
+    launcher launches within the turn), so a count read now is final, however loaded the machine."""
+    worker = served.webhook.worker
+    start = worker.turns
+
+    def two_more_turns() -> bool:
+        worker.notify()
+        return worker.turns >= start + 2
+
+    wait_for(two_more_turns, what="two launcher turns")
+
+
 def request(key: str = "k-1", **changes) -> dict:
     return {"reason": "drift in income (p=0.001)", "data_uri": "s3://spans/2026-02", "idempotency_key": key,
             "source": "drift-watcher", **changes}  # fmt: skip
@@ -204,7 +219,8 @@ def test_finished_runs_are_counted_once_by_state(served):
     wait_for(lambda: len(served.launcher.launched) == 2)
     served.launcher.states.update({"run-1": RunState.succeeded, "run-2": RunState.failed})
     wait_for(lambda: served.metric("ctloop_pipeline_runs_total", state="failed") == 1)
-    time.sleep(0.3)  # a few more polls: still counted once
+    checks = served.webhook.worker.run_checks
+    wait_for(lambda: served.webhook.worker.run_checks >= checks + 3)  # three more checks: still counted once
     assert served.metric("ctloop_pipeline_runs_total", pipeline="credit-risk", state="succeeded") == 1
     assert served.metric("ctloop_pipeline_runs_total", pipeline="credit-risk", state="failed") == 1
     assert served.retrain(request("a")).json()["status"] == "succeeded"
@@ -240,7 +256,7 @@ def test_unauthenticated_requests_are_refused_and_launch_nothing(served, case, r
     assert "error" in answer.json()
     assert served.metric("ctloop_webhook_auth_failures_total", endpoint="retrain", reason=reason) == 1
     assert served.audit()[-1]["event"] == "refused" and served.audit()[-1]["code"] == 401
-    time.sleep(0.2)
+    worker_idle(served)
     assert served.launcher.launched == []
 
 
@@ -252,7 +268,7 @@ def test_a_replayed_request_is_a_duplicate_not_a_second_run(served):
     assert first.status_code == 202 and replay.status_code == 200
     assert replay.json()["decision"] == "duplicate" and replay.json()["trigger_id"] == first.json()["trigger_id"]
     wait_for(lambda: served.launcher.launched)
-    time.sleep(0.2)
+    worker_idle(served)
     assert len(served.launcher.launched) == 1
 
 
@@ -418,7 +434,7 @@ def test_alerts_that_do_not_ask_for_a_retrain_are_ignored_with_2xx(served, paylo
     answer = served.alert(payload)
     assert answer.status_code == 200 and answer.json()["decision"] == "ignored"
     assert served.metric("ctloop_webhook_decisions_total", decision="ignored") == 1
-    time.sleep(0.2)
+    worker_idle(served)
     assert served.launcher.launched == []
 
 
@@ -626,7 +642,10 @@ def test_kill_9_mid_stream_loses_nothing_and_launches_nothing_twice(tmp_path, fr
         sender.join(120)
         assert not sender.is_alive()
         wait_for(lambda: len(launches(record)) >= total, timeout=120, what=f"{total} launches")
-        time.sleep(1.0)  # anything launched twice would show up by now
+        # Every trigger's run has ended, so none is queued or launching and each run has written its line: a
+        # second launch of any of them would be among the lines by now.
+        wait_for(lambda: statuses(tmp_path / "state" / "webhook") == {"succeeded": total}, timeout=120,
+                 what="every run ended")  # fmt: skip
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait()
@@ -635,6 +654,12 @@ def test_kill_9_mid_stream_loses_nothing_and_launches_nothing_twice(tmp_path, fr
     assert data_uris == list(range(total))  # every request launched, exactly once
     assert all(set(codes) <= {200, 202} for codes in answers.values()), answers
     assert all("secret=none" in line for line in launches(record))  # the secret is not handed to pipelines
+
+
+def statuses(state: Path) -> dict[str, int]:
+    """Trigger statuses in the webhook's queue, read beside the running service."""
+    with contextlib.closing(sqlite3.connect(f"file:{state / 'queue.sqlite'}?mode=ro", uri=True)) as db:
+        return dict(db.execute("SELECT status, COUNT(*) FROM triggers GROUP BY status").fetchall())
 
 
 def _ready(port: int) -> bool:
