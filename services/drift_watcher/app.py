@@ -43,6 +43,7 @@ class Service:
         self.registry = CollectorRegistry()
         self.watcher = Watcher(settings, ReferenceStore(self.state_dir / "reference", settings), self.registry)
         self.journal = Journal(self.state_dir / "journal")
+        self.frozen: set[str] = set()  # trigger keys whose retrain data this process has frozen
         self.ready = False
 
     # -- state
@@ -113,12 +114,26 @@ class Service:
         while True:
             await asyncio.sleep(delay)
             for key, body in list(self.watcher.pending_triggers.items()):
-                outcome = await asyncio.to_thread(self._send, body)
+                outcome = await asyncio.to_thread(self._deliver, key, body)
                 if outcome == retrain.RETRY:
                     delay = min(delay * 2, 60.0)
                     break
                 delay = 1.0
                 self.record({"kind": "trigger_ack", "key": key, "outcome": outcome, "time": time.time()})
+
+    def _deliver(self, key: str, body: dict) -> str:
+        """Freezes the trigger's retrain data (once per process: copying again copies the same parts), then sends it.
+        A store that fails keeps the trigger pending, to be tried again with the sender's backoff."""
+        window = self.watcher.unfrozen.get(key)
+        if window is not None and key not in self.frozen:
+            try:
+                self.watcher.sink().freeze_labelled(key, window)
+            except Exception as e:
+                log.warning("trigger %s: freezing its retrain data failed, to be retried: %s", key, e)
+                self.watcher.metrics["ctloop_watcher_freeze_failures_total"].inc()
+                return retrain.RETRY
+            self.frozen.add(key)
+        return self._send(body)
 
     def _send(self, body: dict) -> str:
         """The trigger's outcome once the webhook has decided, or RETRY to try again later."""

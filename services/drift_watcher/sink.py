@@ -10,12 +10,15 @@ writing one twice (a journal replayed after a crash) replaces it with the same r
 from __future__ import annotations
 
 import io
+import re
 from datetime import UTC, datetime
 
 import pandas as pd
 
 from ctloop import artifacts
 from ctloop.contracts import serving_data
+
+_PART = re.compile(r"part-(\d+)\.parquet")
 
 
 class ServingData:
@@ -40,9 +43,16 @@ class ServingData:
     def write_labelled(self, window: int, rows: list[dict]) -> str:
         return self._write(artifacts.join(self.labelled_uri, f"part-{window:08d}.parquet"), rows)
 
-    def freeze_labelled(self, key: str) -> str:
-        """Copy the labelled parts written so far into a folder of their own; returns its URI."""
-        target = artifacts.join(self.base, "spans", key)
+    def frozen_uri(self, key: str) -> str:
+        return artifacts.join(self.base, "spans", key)
+
+    def freeze_labelled(self, key: str, up_to_window: int) -> str:
+        """Copy the labelled parts of the windows up to ``up_to_window`` into a folder of their own; returns its URI.
+        Copying again copies the same parts, so a retry after a failure or a restart freezes the same rows."""
+        target = self.frozen_uri(key)
         for uri in artifacts.list_uris(self.labelled_uri):
-            artifacts.write_bytes(artifacts.join(target, uri.rsplit("/", 1)[-1]), artifacts.read_bytes(uri))
+            name = uri.rsplit("/", 1)[-1]
+            part = _PART.fullmatch(name)
+            if part and int(part.group(1)) <= up_to_window:
+                artifacts.write_bytes(artifacts.join(target, name), artifacts.read_bytes(uri))
         return target

@@ -62,6 +62,8 @@ class Watcher:
             self.policy.confirm_windows, self.policy.of_last_windows, self.policy.cooldown_s
         )
         self.pending_triggers: dict[str, dict] = {}
+        # key -> last window of its retrain data: frozen by the sender, off the event loop, before the trigger goes.
+        self.unfrozen: dict[str, int] = {}
         self.reference_version: str | None = None
         self.where = ("", "")  # namespace, deployment of the traffic seen
         self.last_result: dict | None = None
@@ -82,6 +84,7 @@ class Watcher:
             "history": self.confirmation.history,
             "last_trigger": self.confirmation.last_trigger,
             "pending_triggers": self.pending_triggers,
+            "unfrozen": self.unfrozen,
             "reference_version": self.reference_version,
             "where": list(self.where),
             "last_result": self.last_result,
@@ -97,6 +100,7 @@ class Watcher:
         self.labelled, self.labelled_puids = state["labelled"], OrderedDict.fromkeys(state["labelled_puids"])
         self.confirmation.history, self.confirmation.last_trigger = state["history"], state["last_trigger"]
         self.pending_triggers = state["pending_triggers"]
+        self.unfrozen = state.get("unfrozen", {})  # absent from snapshots of earlier versions
         self.where, self.last_result = tuple(state["where"]), state["last_result"]
         if state["reference_version"] is not None:
             self._use_reference(state["reference_version"])
@@ -239,6 +243,7 @@ class Watcher:
 
     def _on_trigger_ack(self, record: dict) -> None:
         self.pending_triggers.pop(record["key"], None)
+        self.unfrozen.pop(record["key"], None)
         self.metrics["ctloop_watcher_triggers_total"].labels(outcome=record["outcome"]).inc()
 
     # -- windows
@@ -329,9 +334,12 @@ class Watcher:
             f"{self.policy.confirm_windows} of the last {self.policy.of_last_windows} windows drifted "
             f"(windows {max(first, 0)}-{index}, last {span}); drifting: {', '.join(parts) or 'none'}"
         )
+        # No I/O here (this also runs when the journal is replayed): the store being away must not lose the trigger.
+        if not self.policy.retrain_data_uri:
+            self.unfrozen[key] = index
         self.pending_triggers[key] = {
             "reason": reason,
-            "data_uri": self.policy.retrain_data_uri or self.sink().freeze_labelled(key),
+            "data_uri": self.policy.retrain_data_uri or self.sink().frozen_uri(key),
             "idempotency_key": key,
             "source": "drift-watcher",
         }

@@ -157,6 +157,13 @@ METRICS: tuple[Metric, ...] = (
         values={"outcome": retrain.OUTCOMES},
     ),
     Metric(
+        "ctloop_watcher_freeze_failures_total",
+        "counter",
+        "Tries to freeze a trigger's retrain data that failed (the trigger stays pending and is tried again)",
+        (),
+        "drift_watcher",
+    ),
+    Metric(
         "ctloop_watcher_reference_version",
         "gauge",
         "Registry version of the champion whose reference sample is in use",

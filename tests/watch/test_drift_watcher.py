@@ -73,6 +73,9 @@ def test_covariate_drift_is_confirmed_within_three_windows(tmp_path):
     assert any(name in trigger["reason"] for name in injected)
     frozen = trigger["data_uri"]
     assert frozen.endswith(f"serving/ctloop/credit-risk/spans/{trigger['idempotency_key']}")
+    # Frozen by the sender before it sends (off the event loop, retried): up to the window that confirmed it.
+    assert watcher.unfrozen == {trigger["idempotency_key"]: watcher.window_index - 1}
+    assert watcher.sink().freeze_labelled(trigger["idempotency_key"], watcher.window_index - 1) == frozen
     assert len(pd.concat(pd.read_parquet(p) for p in Path(frozen).glob("*.parquet"))) > 900
     assert sample(watcher, "ctloop_watcher_drift_confirmed") == 0  # counted afresh after the trigger
     assert sample(watcher, "ctloop_watcher_windows_evaluated_total", drift="true") >= 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -204,11 +205,40 @@ def test_kill_9_mid_stream_loses_nothing_acknowledged_and_triggers_once(watcher)
         acknowledged += post(client, watcher.url, drifted[550:], "drift-after")
         watcher.kill_9()  # again, after delivery: the restart must not send it a second time
         watcher.start()
-        time.sleep(2)
-    status = watcher.status()
+    status = watcher.status()  # the sender waits a second before its first look: a trigger restored shows here
     assert status["window"]["index"] * 200 + status["window"]["rows"] == acknowledged == 1100
     assert not status["pending_triggers"]
     assert len(watcher.webhook.keys) == 1 and sum(watcher.webhook.keys.values()) == 1
+
+
+def freeze_failures(watcher) -> float:
+    found = re.search(r"^ctloop_watcher_freeze_failures_total (\S+)$", httpx.get(f"{watcher.url}/metrics").text, re.M)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_retrain_data_that_cannot_be_frozen_keeps_the_trigger_until_it_can(watcher, tmp_path):
+    # A file where the frozen spans' folder goes: every freeze fails, as with an object store that refuses writes.
+    spans = tmp_path / "store" / "serving" / "ctloop" / "credit-risk" / "spans"
+    spans.parent.mkdir(parents=True)
+    spans.write_text("not a folder")
+    watcher.start()
+    with httpx.Client(timeout=10) as client:
+        post(client, watcher.url, traffic.rows(600, seed=2), "stable")
+        post(client, watcher.url, traffic.rows(600, seed=3, drift="covariate"), "drift")
+    watcher.wait_for(lambda s: s["pending_triggers"] and freeze_failures(watcher) >= 2, "two failed freezes")
+    assert not watcher.webhook.received
+    watcher.kill_9()  # the trigger outlives a restart as well
+    watcher.start()
+    assert watcher.status()["pending_triggers"]
+    spans.unlink()
+    watcher.wait_for(lambda s: not s["pending_triggers"] and s["last_trigger"], "the trigger to be sent")
+    (request,) = watcher.webhook.received
+    # The same rows as a freeze at the trigger would have taken: every window up to the one that confirmed it.
+    frozen = pd.concat(pd.read_parquet(p) for p in Path(request["data_uri"]).glob("*.parquet"))
+    assert request["data_uri"].endswith(request["idempotency_key"])
+    assert len(frozen) > 600 and len(frozen) % 200 == 199
+    labelled = list((spans.parent / "labelled").glob("*.parquet"))
+    assert len(list(Path(request["data_uri"]).glob("*.parquet"))) < len(labelled)  # not the windows after it
 
 
 def test_a_record_that_cannot_be_applied_is_set_aside_and_the_watcher_goes_on(watcher):
