@@ -261,8 +261,10 @@ def test_real_prometheus_sequential_rolls_back_a_shadow_less_accurate_on_its_pai
                                   shadow_duration_s=1, min_shadow_requests=20, **SEQUENTIAL)  # fmt: skip
     assert record.phase == Phase.failed and record.failed_checks == ["accuracy"], seen
     f = record.figures["accuracy"]
-    # the first pairs fall in part of the exporter's cycle of 100, so the estimate is near, not at, 0.3
-    assert f["source"] == "paired" and f["estimate"] == pytest.approx(0.3, abs=0.1) and f["lower"] > f["margin"]
+    # The exporter's cycle of 100 has its 30 worse answers in one block, and the rollout starts anywhere in it: n
+    # pairs hold 0.3 n worse ones give or take 30, and increase() extrapolates by up to a scrape (40 requests).
+    assert f["source"] == "paired" and f["lower"] > f["margin"]
+    assert abs(f["estimate"] - 0.3) <= 70 / f["samples"], f
 
 
 def test_real_prometheus_sequential_rolls_back_an_erroring_canary_at_once(tmp_path, prometheus, exporter):
