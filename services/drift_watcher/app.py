@@ -156,8 +156,8 @@ class Service:
     # -- HTTP
 
     async def ingest(self, request: Request) -> Response:
-        body = await request.body()
-        if len(body) > MAX_EVENT_BYTES:
+        body = await self._read_body(request)
+        if body is None:
             self.watcher.metrics["ctloop_watcher_rejected_events_total"].labels(reason="too_large").inc()
             return JSONResponse({"error": f"body: larger than {MAX_EVENT_BYTES} bytes"}, 413)
         try:
@@ -173,6 +173,21 @@ class Service:
         self.watcher.metrics["ctloop_watcher_ingestion_lag_seconds"].set(max(record["received"] - record["time"], 0))
         self.watcher.metrics["ctloop_watcher_buffered_rows"].set(len(self.watcher.window_rows))
         return JSONResponse({"status": "accepted", "id": record["id"]})
+
+    @staticmethod
+    async def _read_body(request: Request) -> bytes | None:
+        """The body, or None as soon as it is known to pass MAX_EVENT_BYTES: from Content-Length before reading,
+        or while reading a chunked one, so that no sender makes the watcher hold more than the limit."""
+        declared = request.headers.get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > MAX_EVENT_BYTES:
+            return None
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > MAX_EVENT_BYTES:
+                return None
+            chunks.append(chunk)
+        return b"".join(chunks)
 
     def status(self) -> dict:
         w = self.watcher

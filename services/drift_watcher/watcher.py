@@ -175,6 +175,9 @@ class Watcher:
         if request is None or not answers:
             self.metrics["ctloop_watcher_rejected_events_total"].labels(reason="feedback_unmatched").inc()
             return
+        if puid in self.labelled_puids:  # one judgement per request: a resent or forged one would weigh it twice
+            self.metrics["ctloop_watcher_rejected_events_total"].labels(reason="feedback_repeated").inc()
+            return
         truths = record["truths"]
         main = self._outcomes(answers[MAIN], truths) if MAIN in answers else None
         for predictor, answer in answers.items():
@@ -196,18 +199,17 @@ class Watcher:
                     self.metrics["ctloop_watcher_segment_feedback_total"].labels(
                         **labels, segment=segment, value=value, outcome=outcome
                     ).inc()
-        if puid not in self.labelled_puids:
-            _bounded_put(self.labelled_puids, puid, None, self.policy.max_tracked_requests)
-            data = self.settings.data
-            day = datetime.fromtimestamp(request["time"], UTC).strftime("%Y-%m-%d")
-            for i, (row, truth) in enumerate(zip(request["rows"], truths)):
-                # Class labels go back to integers, as in the training spans; regression targets stay floats.
-                labelled = {**row, data.label: int(truth) if self.settings.data.task.value != "regression" else truth}
-                if data.timestamp:
-                    labelled[data.timestamp] = day
-                if data.id_column:
-                    labelled[data.id_column] = f"{puid}-{i}"
-                self.labelled.append(labelled)
+        _bounded_put(self.labelled_puids, puid, None, self.policy.max_tracked_requests)
+        data = self.settings.data
+        day = datetime.fromtimestamp(request["time"], UTC).strftime("%Y-%m-%d")
+        for i, (row, truth) in enumerate(zip(request["rows"], truths)):
+            # Class labels go back to integers, as in the training spans; regression targets stay floats.
+            labelled = {**row, data.label: int(truth) if self.settings.data.task.value != "regression" else truth}
+            if data.timestamp:
+                labelled[data.timestamp] = day
+            if data.id_column:
+                labelled[data.id_column] = f"{puid}-{i}"
+            self.labelled.append(labelled)
 
     def _outcomes(self, answer: dict, truths: list[float]) -> list[str]:
         if "classes" in answer:

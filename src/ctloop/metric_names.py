@@ -92,7 +92,7 @@ METRICS: tuple[Metric, ...] = (
         "CloudEvents refused, by reason",
         ("reason",),
         "drift_watcher",
-        values={"reason": ("too_large", "invalid", "feedback_unmatched")},
+        values={"reason": ("too_large", "invalid", "feedback_unmatched", "feedback_repeated")},
     ),
     Metric(
         "ctloop_watcher_unreplayable_records_total",

@@ -149,6 +149,20 @@ def test_feedback_for_an_unknown_request_is_counted_not_fatal(tmp_path):
     assert sample(watcher, "ctloop_watcher_rejected_events_total", reason="feedback_unmatched") == 1
 
 
+def test_feedback_counts_once_per_request_however_often_it_is_sent(tmp_path):
+    watcher = make_watcher(tmp_path, settings_for(tmp_path))
+    row = traffic.rows(1, seed=6)[0]
+    f = row["features"]
+    for headers, body in (traffic.request_event("p", f), traffic.response_event("p", f, "1")):
+        watcher.apply(cloudevents.parse(headers, body))
+    for truth in (row["label"], row["label"], 1 - row["label"]):  # resent, then forged: each a new event id
+        watcher.apply(cloudevents.parse(*traffic.feedback_event("p", truth)))
+    main = {"predictor": "main", "model_version": "1"}
+    assert sample(watcher, "ctloop_watcher_feedback_total", **main) == 1
+    assert sample(watcher, "ctloop_watcher_rejected_events_total", reason="feedback_repeated") == 2
+    assert [r[settings_for(tmp_path).data.label] for r in watcher.labelled] == [row["label"]]
+
+
 def test_state_round_trips_through_json(tmp_path):
     settings = settings_for(tmp_path)
     first = make_watcher(tmp_path, settings)

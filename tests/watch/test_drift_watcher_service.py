@@ -8,6 +8,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -185,6 +186,30 @@ def test_duplicates_are_dropped_and_bad_events_get_a_400(watcher):
     assert bad.status_code == 400 and "Ce-Type" in bad.json()["error"]
     missing = httpx.post(f"{watcher.url}/v1/events", content=b"[]", headers={"Ce-Id": "x"})
     assert missing.status_code == 400 and "Ce-Requestid" in missing.json()["error"]
+
+
+def raw_post(port: int, head: str, body: bytes) -> str:
+    """The status line of the answer to a request sent as given, body unfinished: an answer that waits for the rest
+    times out."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        s.sendall(head.encode() + b"\r\n" + body)
+        return s.makefile("rb").readline().decode()
+
+
+def test_an_oversized_body_is_refused_before_it_is_read(watcher):
+    watcher.start()
+    limit = 4 * 1024 * 1024
+    head = "POST /v1/events HTTP/1.1\r\nHost: x\r\nCe-Id: big\r\nContent-Type: application/json\r\n"
+    # Declared too large: answered at once, before a byte of the body.
+    assert " 413 " in raw_post(watcher.port, head + f"Content-Length: {limit + 1}\r\n", b"")
+    # Chunked: answered once the first chunk passes the limit, with the final chunk never sent.
+    chunk = b"x" * (limit + 1)
+    assert " 413 " in raw_post(
+        watcher.port, head + "Transfer-Encoding: chunked\r\n", b"%x\r\n%s\r\n" % (len(chunk), chunk)
+    )
+    metrics = httpx.get(f"{watcher.url}/metrics").text
+    assert 'ctloop_watcher_rejected_events_total{reason="too_large"} 2.0' in metrics
+    assert watcher.status()["window"]["rows"] == 0
 
 
 def test_kill_9_mid_stream_loses_nothing_acknowledged_and_triggers_once(watcher):
