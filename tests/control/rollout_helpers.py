@@ -28,6 +28,18 @@ def settings(state_dir: Path, **policy):
     return config.parse(raw, environ={})
 
 
+def write_config(tmp_path: Path, prometheus_url: str = "http://127.0.0.1:9", **policy) -> tuple[Path, object]:
+    """A ctloop.yaml for the controller's own process; by default nothing listens at Prometheus (checks pause)."""
+    settings_ = settings(tmp_path / "state", **policy)
+    raw = yaml.safe_load((ROOT / "ctloop.yaml").read_text())
+    raw["rollout"] = settings_.rollout.dict()
+    raw["local"]["state_dir"] = settings_.local.state_dir
+    raw["endpoints"]["prometheus"]["url"] = prometheus_url
+    path = tmp_path / "ctloop.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    return path, settings_
+
+
 HEALTHY = {"requests": 500, "labelled": 100, "error_rate": 0.0, "latency_p99": 0.02, "latency_p99_ratio": 1.0,
            "score_divergence": 0.02, "agreement": 0.97, "accuracy_delta": 0.0}  # fmt: skip
 

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 import itertools
 import shutil
+import signal
 import socket
 import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -272,3 +274,66 @@ def test_real_prometheus_sequential_rolls_back_an_erroring_canary_at_once(tmp_pa
     record, seen, registry = run_rollout(tmp_path, prometheus["url"], lambda r, s: r.phase.terminal, **SEQUENTIAL)
     assert record.phase == Phase.failed and record.failed_checks == ["errors"], seen
     assert record.figures["errors"]["lower"] > record.figures["errors"]["margin"] == 0.01
+
+
+def test_real_process_killed_mid_canary_resumes_where_it_was(tmp_path, prometheus, free_port):
+    """The controller's own process, SIGKILLed at a canary step and started again: it carries on from that step
+    (its state is on the deployment object), never back to an earlier weight, and promotes once."""
+    path, settings = h.write_config(tmp_path, prometheus["url"], method="threshold", mode="canary",
+                                    steps=[20, 40, 60, 80, 100], interval_s=1, window_s=4, min_requests=20,
+                                    deadline_s=120, min_labelled_requests=20)  # fmt: skip
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    argv = [sys.executable, "-m", "ctloop.services.rollout_controller", "--config", str(path), "--host", "127.0.0.1",
+            "--port", str(port), "--state", settings.local.state_dir]  # fmt: skip
+    log = tmp_path / "controller.log"
+
+    def start() -> subprocess.Popen:
+        process = subprocess.Popen(argv, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            assert process.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
+                    return process
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        raise AssertionError(f"the controller was not ready in 60 s: {log.read_text()[-2000:]}")
+
+    seen: list[tuple[str, int]] = []
+
+    def watch(until, timeout: float = 90) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            body = httpx.get(f"{url}/v1/rollouts/ctloop/credit-risk", timeout=5).json()
+            if (body["phase"], body["weight"]) not in seen[-1:]:
+                seen.append((body["phase"], body["weight"]))
+            if until(body):
+                return body
+            time.sleep(0.1)
+        raise AssertionError(f"not reached in {timeout} s: {seen}; {log.read_text()[-2000:]}")
+
+    target = deployment_target.connect(settings)
+    registry = h.MemoryRegistry()
+    executor.deploy(settings, target, registry, "1", "file:///m1")
+    process = start()
+    try:
+        executor.deploy(settings, target, registry, "2", "file:///m2")
+        killed_at = watch(lambda b: b["phase"] == Phase.progressing and 40 <= b["weight"] < 100)["weight"]
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+        predictors = target.get("ctloop", "credit-risk")["spec"]["predictors"]
+        assert {p["name"]: p.get("traffic") for p in predictors} == {"main": 100 - killed_at, "canary": killed_at}
+        process = start()
+        resumed = watch(lambda b: True)  # its first tick may already have judged the step it was killed at
+        assert resumed["phase"] == Phase.progressing and resumed["weight"] in (killed_at, killed_at + 20), seen
+        # On to promotion: the champion alias is the local MLflow's, which is not running here, so Promoting is
+        # as far as this process can go; the weights only ever went up.
+        watch(lambda b: Phase(b["phase"]) in (Phase.promoting, Phase.succeeded, Phase.failed, Phase.rolling_back))
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+    canary = [w for phase, w in seen if phase == Phase.progressing]
+    assert canary == [20, 40, 60, 80, 100], seen  # each step once, none again after the restart
+    assert seen[-1][0] in (Phase.promoting, Phase.succeeded), seen

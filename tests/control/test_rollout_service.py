@@ -8,11 +8,9 @@ import json
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import httpx
 import pytest
-import yaml
 from click.testing import CliRunner
 
 from ctloop import deployment_target
@@ -26,19 +24,8 @@ from . import rollout_helpers as h
 pytestmark = pytest.mark.timeout(120)
 
 
-def write_config(tmp_path: Path, **policy) -> tuple[Path, object]:
-    settings = h.settings(tmp_path / "state", **policy)
-    raw = yaml.safe_load((h.ROOT / "ctloop.yaml").read_text())
-    raw["rollout"] = settings.rollout.dict()
-    raw["local"]["state_dir"] = settings.local.state_dir
-    raw["endpoints"]["prometheus"]["url"] = "http://127.0.0.1:9"  # nothing listens: checks pause
-    path = tmp_path / "ctloop.yaml"
-    path.write_text(yaml.safe_dump(raw))
-    return path, settings
-
-
 def test_service_contract_health_readiness_metrics_and_status(tmp_path, free_port):
-    config, settings = write_config(tmp_path, interval_s=1)
+    config, settings = h.write_config(tmp_path, interval_s=1)
     port = free_port()
     process = subprocess.Popen(
         [sys.executable, "-m", "ctloop.services.rollout_controller", "--config", str(config), "--host", "127.0.0.1",
@@ -81,7 +68,7 @@ def test_service_contract_health_readiness_metrics_and_status(tmp_path, free_por
 
 
 def test_cli_status_promote_and_abort(tmp_path):
-    config, settings = write_config(tmp_path)
+    config, settings = h.write_config(tmp_path)
     target = deployment_target.connect(settings)
     registry = h.MemoryRegistry()
     runner = CliRunner()
@@ -116,7 +103,7 @@ def test_cli_status_shows_each_sequential_checks_estimate_interval_and_sample_si
 
     from .test_rollout_sequential import counts
 
-    config, settings = write_config(tmp_path, method="sequential", min_requests=10**9)
+    config, settings = h.write_config(tmp_path, method="sequential", min_requests=10**9)
     target = deployment_target.connect(settings)
     registry = h.MemoryRegistry()
     executor.deploy(settings, target, registry, "1", "file:///m1")
