@@ -319,7 +319,10 @@ class Watcher:
 
     def _trigger(self, index: int, started: float, now: float, result) -> None:
         namespace, deployment = self.where
-        key = f"drift-{namespace}-{deployment}-ref{self.reference_version}-w{index}"
+        # The window's start in the key: a replay makes the same key (the webhook answers it as a duplicate), but a
+        # watcher that lost its state, and numbers its windows from 0 again, never reuses one for another trigger.
+        start = datetime.fromtimestamp(started, UTC)
+        key = f"drift-{namespace}-{deployment}-ref{self.reference_version}-w{index}-{start:%Y%m%dT%H%M%SZ}"
         parts = [
             f"{name} ({t['test']} p={t['p_value']:.2g}, distance={t['distance']:.3g})"
             if t["p_value"] is not None
@@ -328,9 +331,7 @@ class Watcher:
             if t["drift"]
         ]
         first = index - self.policy.of_last_windows + 1
-        span = (
-            f"{datetime.fromtimestamp(started, UTC):%Y-%m-%dT%H:%M:%SZ}..{datetime.fromtimestamp(now, UTC):%H:%M:%SZ}"
-        )
+        span = f"{start:%Y-%m-%dT%H:%M:%SZ}..{datetime.fromtimestamp(now, UTC):%H:%M:%SZ}"
         reason = (
             f"drift confirmed on {namespace}/{deployment} against champion v{self.reference_version}: "
             f"{self.policy.confirm_windows} of the last {self.policy.of_last_windows} windows drifted "

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -29,11 +30,13 @@ SECRET = "test-secret-0123456789"
 
 
 class WebhookStandIn:
-    """Records signed retrain requests; ``down`` makes it answer 503, as a webhook that is restarting."""
+    """Records signed retrain requests; ``down`` makes it answer 503, as a webhook that is restarting. Like the
+    webhook, it answers 202 for a new key, 200 for a repeat and 409 for a key reused with another body."""
 
     def __init__(self):
         self.received: list[dict] = []
         self.keys: dict[str, int] = {}
+        self.bodies: dict[str, dict] = {}
         self.down = False
         stand_in = self
 
@@ -47,8 +50,10 @@ class WebhookStandIn:
                 if stand_in.down:
                     return self._answer(503, {"error": "restarting"})
                 payload = json.loads(body)
-                stand_in.received.append(payload)
                 key = payload["idempotency_key"]
+                if stand_in.bodies.setdefault(key, payload) != payload:  # as the webhook: a key is for one body
+                    return self._answer(409, {"error": "idempotency_key: already used for a different request"})
+                stand_in.received.append(payload)
                 stand_in.keys[key] = stand_in.keys.get(key, 0) + 1
                 self._answer(202 if stand_in.keys[key] == 1 else 200, {"trigger_id": key})
 
@@ -186,6 +191,27 @@ def test_duplicates_are_dropped_and_bad_events_get_a_400(watcher):
     assert bad.status_code == 400 and "Ce-Type" in bad.json()["error"]
     missing = httpx.post(f"{watcher.url}/v1/events", content=b"[]", headers={"Ce-Id": "x"})
     assert missing.status_code == 400 and "Ce-Requestid" in missing.json()["error"]
+
+
+def test_a_watcher_that_lost_its_state_triggers_again_under_a_new_key(watcher):
+    watcher.start()
+    with httpx.Client(timeout=10) as client:
+        post(client, watcher.url, traffic.rows(600, seed=2), "stable")
+        post(client, watcher.url, traffic.rows(600, seed=3, drift="covariate"), "drift")
+        watcher.wait_for(lambda s: not s["pending_triggers"] and s["last_trigger"], "the first trigger to be sent")
+        watcher.kill_9()
+        shutil.rmtree(watcher.state)  # a volume lost: window numbering starts from 0 again
+        watcher.start()
+        # The same traffic again: the trigger comes at the same window number as the first one did.
+        post(client, watcher.url, traffic.rows(600, seed=2), "stable-again")
+        post(client, watcher.url, traffic.rows(600, seed=3, drift="covariate"), "drift-again")
+    watcher.wait_for(lambda s: not s["pending_triggers"] and s["last_trigger"], "the second trigger to be sent")
+    first, second = watcher.webhook.received
+    window = [request["idempotency_key"].split("-w")[1].split("-")[0] for request in (first, second)]
+    assert window[0] == window[1]  # the same window number, which alone would have made the same key
+    assert first["idempotency_key"] != second["idempotency_key"]
+    metrics = httpx.get(f"{watcher.url}/metrics").text
+    assert 'ctloop_watcher_triggers_total{outcome="accepted"} 1.0' in metrics  # this process's one, not refused
 
 
 def raw_post(port: int, head: str, body: bytes) -> str:
