@@ -439,9 +439,26 @@ def test_network_policies_cover_every_service(chart):
         assert policy["spec"]["podSelector"]["matchLabels"]["app.kubernetes.io/component"] == name.removeprefix(
             "ctloop-"
         )
-    # Seldon's executors post CloudEvents from their own pods in the namespace.
-    assert {"podSelector": {}} in policies["ctloop-drift-watcher"]["spec"]["ingress"][0]["from"]
     assert not by_kind(render(chart, MATRIX["no-network-policy"]), "NetworkPolicy")
+
+
+def test_only_the_models_pods_helm_test_and_prometheus_reach_the_watcher(chart):
+    docs = render(chart)
+    peers = by_kind(docs, "NetworkPolicy")["ctloop-drift-watcher"]["spec"]["ingress"][0]["from"]
+    assert {"podSelector": {}} not in peers  # not every pod of the namespace: anyone could add rows and labels
+    pods = [p for p in peers if "podSelector" in p and "namespaceSelector" not in p]
+    (test_pod,) = by_kind(docs, "Pod").values()
+
+    def admitted(labels: dict) -> bool:
+        return any(labels.items() >= p["podSelector"]["matchLabels"].items() for p in pods)
+
+    # Seldon's operator puts componentSpecs' metadata labels on each predictor's pods, whose executor logs.
+    for predictor in by_kind(docs, "SeldonDeployment")["credit-risk"]["spec"]["predictors"]:
+        assert admitted(predictor["componentSpecs"][0]["metadata"]["labels"]), predictor["name"]
+    assert admitted(test_pod["metadata"]["labels"])
+    for name, deployment in by_kind(docs, "Deployment").items():  # the release's own services are not loggers
+        assert not admitted(deployment["spec"]["template"]["metadata"]["labels"]), name
+    assert {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": "monitoring"}}} in peers
 
 
 def test_helm_test_hook_checks_every_enabled_service(chart):

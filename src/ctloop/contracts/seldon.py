@@ -47,9 +47,15 @@ def candidate(sdep: dict | None) -> tuple[str, str] | None:
     return None
 
 
+# On every model pod (componentSpecs metadata, which Seldon's operator puts on the pods): the drift watcher's
+# NetworkPolicy admits these pods' request loggers and nothing else of the namespace.
+MODEL_POD_LABELS = {"app.kubernetes.io/part-of": "ctloop", "app.kubernetes.io/component": "model"}
+
+
 def _container_spec(settings) -> dict:
     """The model container, as in manifests/base/seldondeployment.yaml (a test keeps the two the same)."""
     return {
+        "metadata": {"labels": dict(MODEL_POD_LABELS)},
         "spec": {
             "securityContext": {"runAsNonRoot": True, "runAsUser": 10001, "runAsGroup": 10001, "fsGroup": 10001,
                                 "seccompProfile": {"type": "RuntimeDefault"}},
