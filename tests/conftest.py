@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import socket
 import subprocess
@@ -109,3 +110,68 @@ def mlflow_server(tmp_path_factory):
     url, process = start_mlflow(folder, port, f"sqlite:///{folder / 'mlflow.db'}")
     yield url
     stop(process)
+
+
+# -- hostile input for the services' fuzz tests (test_fuzz_*, over real HTTP)
+
+# Bytes an HTTP/1.1 client may put in a header value (h11 refuses the rest before sending): visible ASCII, space
+# and every byte above 0x7f, which servers read as Latin-1.
+_HEADER_BYTES = [b for b in range(0x20, 0x100) if b != 0x7F]
+
+
+class Fuzz:
+    """Strategies for what a broken or hostile client sends, and where the figures go.
+
+    FUZZ_EXAMPLES: requests per service (200 unless set; `make fuzz` sets 10,000); FUZZ_RESULTS: a folder that gets
+    one <service>.json of status counts per fuzz test (`make fuzz` merges them into bench/results/fuzz.*)."""
+
+    OVERSIZED = b'"' + b"x" * (5 << 20) + b'"'  # above every service's body limit
+
+    def __init__(self):
+        from hypothesis import strategies as st  # only the environments whose services are fuzzed carry it
+
+        self.st = st
+        self.examples = int(os.environ.get("FUZZ_EXAMPLES", "200"))
+        self.results = os.environ.get("FUZZ_RESULTS")
+        huge = st.integers(min_value=-(10**400), max_value=10**400)
+        leaf = st.none() | st.booleans() | st.floats() | huge | st.text(max_size=12)  # floats: NaN, ±Infinity too
+        self.value = st.recursive(
+            leaf, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+            max_leaves=16,
+        )  # fmt: skip
+        self.deep = st.integers(1_000, 100_000).flatmap(
+            lambda n: st.sampled_from([b"[" * n + b"]" * n, b'{"a":' * n + b"1" + b"}" * n])
+        )
+        self.header = st.lists(st.sampled_from(_HEADER_BYTES), max_size=40).map(lambda b: bytes(b).strip())
+
+    @staticmethod
+    def dump(value) -> bytes:
+        return json.dumps(value, allow_nan=True).encode()  # NaN and Infinity as the JSON that is not JSON
+
+    def body(self, shaped=None, deep: bool = True):
+        """A request body: JSON with hostile values, in the service's own shape where ``shaped`` gives one; deep
+        nesting; bytes that are no UTF-8; and one time in a hundred a body over 5 MiB."""
+        st = self.st
+        kinds = [self.value.map(self.dump), st.binary(max_size=512)]
+        kinds += [self.deep] if deep else []
+        kinds += [shaped.map(self.dump)] if shaped is not None else []
+        return st.integers(0, 99).flatmap(lambda i: st.just(self.OVERSIZED) if i == 0 else st.one_of(kinds))
+
+    def settings(self):
+        from hypothesis import HealthCheck, settings
+
+        return settings(max_examples=self.examples, deadline=None, database=None,
+                        suppress_health_check=list(HealthCheck))  # fmt: skip
+
+    def record(self, service: str, statuses: dict[int, int], seconds: float) -> None:
+        if self.results:
+            folder = Path(self.results)
+            folder.mkdir(parents=True, exist_ok=True)
+            figures = {"service": service, "requests": sum(statuses.values()), "seconds": round(seconds, 1),
+                       "statuses": {str(k): v for k, v in sorted(statuses.items())}}  # fmt: skip
+            (folder / f"{service}.json").write_text(json.dumps(figures, indent=2))
+
+
+@pytest.fixture(scope="session")
+def fuzz() -> Fuzz:
+    return Fuzz()

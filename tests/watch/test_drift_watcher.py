@@ -214,11 +214,30 @@ def test_state_round_trips_through_json(tmp_path):
             "meta.tags",
         ),
         ({"Ce-Id": "1", "Ce-Type": cloudevents.REQUEST, "Ce-Requestid": "x", "Ce-Time": "yesterday"}, b"{}", "Ce-Time"),
+        (
+            {"Ce-Id": "1", "Ce-Type": cloudevents.RESPONSE, "Ce-Requestid": "x"},
+            b'{"data": {"names": ["score"], "ndarray": [[1' + b"0" * 400 + b"]]}}",
+            "data.ndarray",
+        ),
+        (
+            {"Ce-Id": "1", "Ce-Type": cloudevents.RESPONSE, "Ce-Requestid": "x"},
+            b'{"data": {"names": ["score"], "ndarray": [[NaN]]}}',
+            "NaN",
+        ),
     ],
 )
 def test_bad_events_are_refused_naming_what_is_wrong(headers, body, named):
     with pytest.raises(BadInputError, match=named):
         cloudevents.parse(headers, body)
+
+
+def test_features_a_float_cannot_hold_are_kept_as_missing():
+    headers = traffic.request_event("p", {"age": 30})[0]
+    values = [1, 2.5, "north", True, None, float("nan"), float("inf"), 10**400, [1], {"a": 1}]
+    names = [f"f{i}" for i in range(len(values))]
+    body = json.dumps({"data": {"names": names, "ndarray": [values]}}).encode()
+    (row,) = cloudevents.parse(headers, body)["rows"]
+    assert list(row.values()) == [1, 2.5, "north", True, None, None, None, None, None, None]
 
 
 def test_json_data_requests_are_read_too():

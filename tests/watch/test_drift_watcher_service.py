@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -178,6 +179,44 @@ def test_drift_sends_one_signed_retrain_request(watcher):
     metrics = httpx.get(f"{watcher.url}/metrics").text
     assert 'ctloop_watcher_triggers_total{outcome="accepted"} 1.0' in metrics
     assert status["window"]["index"] == 6
+
+
+def test_fuzz_events_never_get_a_5xx_and_the_watcher_stays_healthy(watcher, fuzz):
+    """Generated CloudEvents over real HTTP: every header a hostile value now and then, bodies in the Seldon
+    message's shape with hostile values, or not JSON at all, deep or oversized. None may answer 5xx."""
+    from hypothesis import given
+
+    st = fuzz.st
+    watcher.start()
+    row = traffic.rows(1, seed=2)[0]
+    names = st.lists(st.sampled_from(list(row["features"])) | st.text(max_size=6), max_size=4) | fuzz.value
+    message = st.fixed_dictionaries({"data": st.fixed_dictionaries({"names": names, "ndarray": fuzz.value})})
+    feedback = st.fixed_dictionaries({"truth": st.fixed_dictionaries({"data": st.fixed_dictionaries(
+        {"ndarray": st.lists(st.lists(fuzz.value, max_size=2), max_size=2)})}), "reward": fuzz.value})  # fmt: skip
+    kinds = ["io.seldon.serving.inference.request", "io.seldon.serving.inference.response",
+             "io.seldon.serving.feedback"]  # fmt: skip
+    statuses: Counter[int] = Counter()
+    started = time.monotonic()
+
+    with httpx.Client(base_url=watcher.url, timeout=30) as client:
+
+        @fuzz.settings()
+        @given(data=st.data())
+        def one(data):
+            kind = data.draw(st.sampled_from(kinds))
+            headers = {k: v.encode() for k, v in traffic._headers(kind, "fuzz-1", "main").items()}
+            for name in data.draw(st.lists(st.sampled_from(sorted(headers)), max_size=3, unique=True)):
+                headers[name] = data.draw(fuzz.header)
+            body = data.draw(fuzz.body(feedback if kind.endswith("feedback") else message))
+            answer = client.post("/v1/events", content=body, headers=headers)
+            statuses[answer.status_code] += 1
+            assert answer.status_code < 500, (headers, body[:300], answer.text)
+
+        one()
+        assert client.get("/readyz").status_code == 200
+        headers, body = traffic.request_event("after-fuzz", row["features"])
+        assert client.post("/v1/events", content=body, headers=headers).json()["status"] == "accepted"
+    fuzz.record("drift-watcher", statuses, time.monotonic() - started)
 
 
 def test_duplicates_are_dropped_and_bad_events_get_a_400(watcher):

@@ -55,10 +55,16 @@ def _event_time(value: str | None, received: float) -> float:
 
 
 def _finite(value):
-    """JSON cannot carry NaN; features that are not finite numbers are kept as missing."""
-    if isinstance(value, float) and not math.isfinite(value):
+    """A feature as the watcher keeps it: a string, or a number a float can hold. Anything else (NaN, infinities,
+    integers beyond a float, lists, objects: what the executor logs before the model refuses it) is missing."""
+    if isinstance(value, str) or value is None:
+        return value
+    if not isinstance(value, int | float):
         return None
-    return value
+    try:
+        return value if math.isfinite(float(value)) else None
+    except OverflowError:
+        return None
 
 
 def parse(event_headers, body: bytes, received: float | None = None) -> dict:

@@ -76,8 +76,10 @@ def answer(payload) -> dict:
             out["classes"] = [max(range(len(r)), key=lambda j: float(r[j])) for r in found]
         if DECISION in names:
             out["decisions"] = [str(r[names.index(DECISION)]) for r in found]
-    except (TypeError, ValueError, IndexError) as e:
+    except (TypeError, ValueError, IndexError, OverflowError) as e:
         raise BadInputError(f"data.ndarray: not the model server's answer ({e})") from None
+    if not all(math.isfinite(s) for s in out["scores"]):  # one NaN would make a histogram's sum NaN for good
+        raise BadInputError("data.ndarray: a score that is NaN or infinite")
     return out
 
 
