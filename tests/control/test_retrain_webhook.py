@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -224,6 +225,50 @@ def test_finished_runs_are_counted_once_by_state(served):
     assert served.metric("ctloop_pipeline_runs_total", pipeline="credit-risk", state="succeeded") == 1
     assert served.metric("ctloop_pipeline_runs_total", pipeline="credit-risk", state="failed") == 1
     assert served.retrain(request("a")).json()["status"] == "succeeded"
+
+
+@pytest.mark.timeout(3600)
+def test_fuzz_retrain_and_alertmanager_never_get_a_5xx_and_the_webhook_stays_healthy(served, fuzz):
+    """Generated requests over real HTTP: retrain requests signed with the right secret (so that they reach the
+    schema) or with hostile signature headers, and Alertmanager payloads with the right token, in their own shape
+    with hostile values or not JSON at all, deep or oversized. None may answer 5xx."""
+    from hypothesis import given
+
+    st = fuzz.st
+    retrain = st.fixed_dictionaries(
+        {"reason": fuzz.value, "data_uri": st.sampled_from(["s3://spans/a", "/spans/b", "gs://x"]) | fuzz.value,
+         "idempotency_key": st.text(max_size=10) | fuzz.value},
+        optional={"parameters": fuzz.value, "force": fuzz.value, "source": fuzz.value, "extra": fuzz.value},
+    )  # fmt: skip
+    alerts = st.lists(st.fixed_dictionaries({"status": st.sampled_from(["firing", "resolved"]) | fuzz.value,
+                                             "labels": fuzz.value | st.just({"ctloop_retrain": "true"}),
+                                             "annotations": fuzz.value, "startsAt": fuzz.value,
+                                             "fingerprint": fuzz.value}), max_size=3)  # fmt: skip
+    payload = st.fixed_dictionaries({"version": fuzz.value, "groupKey": fuzz.value, "status": fuzz.value,
+                                     "alerts": alerts | fuzz.value})  # fmt: skip
+    statuses: Counter[int | None] = Counter()
+    started = time.monotonic()
+
+    @fuzz.settings()
+    @given(data=st.data())
+    def one(data):
+        if data.draw(st.booleans()):
+            body = data.draw(fuzz.body(retrain))
+            headers = {k: v.encode() for k, v in signing.sign(SECRET.encode(), body).items()}
+            for name in data.draw(st.lists(st.sampled_from(sorted(headers)), max_size=2, unique=True)):
+                headers[name] = data.draw(fuzz.header)
+            status = fuzz.post(served.http, "/v1/retrain", body, headers)
+        else:
+            body = data.draw(fuzz.body(payload))
+            token = data.draw(st.just(TOKEN.encode()) | fuzz.header)
+            status = fuzz.post(served.http, "/v1/alertmanager", body, {"Authorization": (b"Bearer " + token).strip()})
+        statuses[status] += 1
+        assert status is None or status < 500, body[:200]
+
+    one()
+    assert served.http.get("/readyz").status_code == 200 and served.webhook.worker.alive()
+    assert served.retrain(request("after-fuzz")).status_code in (202, 429)  # still deciding (429: cooling down)
+    fuzz.record("retrain-webhook", statuses, time.monotonic() - started)
 
 
 @pytest.mark.parametrize(

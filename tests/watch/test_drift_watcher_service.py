@@ -195,7 +195,7 @@ def test_fuzz_events_never_get_a_5xx_and_the_watcher_stays_healthy(watcher, fuzz
         {"ndarray": st.lists(st.lists(fuzz.value, max_size=2), max_size=2)})}), "reward": fuzz.value})  # fmt: skip
     kinds = ["io.seldon.serving.inference.request", "io.seldon.serving.inference.response",
              "io.seldon.serving.feedback"]  # fmt: skip
-    statuses: Counter[int] = Counter()
+    statuses: Counter[int | None] = Counter()
     started = time.monotonic()
 
     with httpx.Client(base_url=watcher.url, timeout=30) as client:
@@ -208,9 +208,9 @@ def test_fuzz_events_never_get_a_5xx_and_the_watcher_stays_healthy(watcher, fuzz
             for name in data.draw(st.lists(st.sampled_from(sorted(headers)), max_size=3, unique=True)):
                 headers[name] = data.draw(fuzz.header)
             body = data.draw(fuzz.body(feedback if kind.endswith("feedback") else message))
-            answer = client.post("/v1/events", content=body, headers=headers)
-            statuses[answer.status_code] += 1
-            assert answer.status_code < 500, (headers, body[:300], answer.text)
+            status = fuzz.post(client, "/v1/events", body, headers)
+            statuses[status] += 1
+            assert status is None or status < 500, (headers, body[:200])
 
         one()
         assert client.get("/readyz").status_code == 200

@@ -9,6 +9,7 @@ will not change by resending), or retry (5xx or no answer: send it again later).
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from pydantic.v1 import BaseModel, Extra, Field, StrictBool, ValidationError, constr, validator
@@ -52,15 +53,25 @@ class RetrainRequest(_Strict):
     _data_uri = validator("data_uri", allow_reuse=True)(span.check_uri)
 
 
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not JSON")
+
+
 def parse(model: type[BaseModel], body: bytes) -> BaseModel:
     """``body`` (JSON) as ``model``, or a BadInputError whose message names every bad field."""
     try:
-        return model.parse_raw(body)
+        payload = json.loads(body, parse_constant=_no_constant)  # NaN and Infinity are Python's, not JSON
+    except (UnicodeDecodeError, ValueError) as e:
+        raise BadInputError(f"body: not valid JSON ({e})") from None
+    except RecursionError:
+        raise BadInputError("body: not valid JSON (nested too deeply)") from None
+    if not isinstance(payload, dict):
+        raise BadInputError(f"body: expected a JSON object, got {type(payload).__name__}")
+    try:
+        return model.parse_obj(payload)
     except ValidationError as e:
         problems = []
         for error in e.errors():
-            if error["type"] == "value_error.jsondecode":
-                raise BadInputError(f"body: not valid JSON ({error['msg']})") from None
             message = {"value_error.extra": "unknown field", "value_error.missing": "Field required"}.get(
                 error["type"], error["msg"]
             )
