@@ -40,6 +40,30 @@ def write_config(tmp_path: Path, prometheus_url: str = "http://127.0.0.1:9", **p
     return path, settings_
 
 
+def start_controller(config: Path, settings_, port: int, log: Path):
+    """The controller's own process (`python -m ctloop.services.rollout_controller`), once /readyz answers 200."""
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    argv = [sys.executable, "-m", "ctloop.services.rollout_controller", "--config", str(config), "--host",
+            "127.0.0.1", "--port", str(port), "--state", settings_.local.state_dir]  # fmt: skip
+    process = subprocess.Popen(argv, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        assert process.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                return process
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    process.kill()
+    raise AssertionError(f"the controller was not ready in 60 s: {log.read_text()[-2000:]}")
+
+
 HEALTHY = {"requests": 500, "labelled": 100, "error_rate": 0.0, "latency_p99": 0.02, "latency_p99_ratio": 1.0,
            "score_divergence": 0.02, "agreement": 0.97, "accuracy_delta": 0.0}  # fmt: skip
 

@@ -10,7 +10,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -284,22 +283,10 @@ def test_real_process_killed_mid_canary_resumes_where_it_was(tmp_path, prometheu
                                     deadline_s=120, min_labelled_requests=20)  # fmt: skip
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    argv = [sys.executable, "-m", "ctloop.services.rollout_controller", "--config", str(path), "--host", "127.0.0.1",
-            "--port", str(port), "--state", settings.local.state_dir]  # fmt: skip
     log = tmp_path / "controller.log"
 
-    def start() -> subprocess.Popen:
-        process = subprocess.Popen(argv, stdout=log.open("ab"), stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            assert process.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    return process
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        raise AssertionError(f"the controller was not ready in 60 s: {log.read_text()[-2000:]}")
+    def start():
+        return h.start_controller(path, settings, port, log)
 
     seen: list[tuple[str, int]] = []
 

@@ -5,9 +5,9 @@ deployment target."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
+from collections import Counter
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -27,22 +27,10 @@ pytestmark = pytest.mark.timeout(120)
 def test_service_contract_health_readiness_metrics_and_status(tmp_path, free_port):
     config, settings = h.write_config(tmp_path, interval_s=1)
     port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "ctloop.services.rollout_controller", "--config", str(config), "--host", "127.0.0.1",
-         "--port", str(port), "--state", settings.local.state_dir],
-        stdout=(tmp_path / "log.txt").open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    process = h.start_controller(config, settings, port, tmp_path / "log.txt")
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert process.poll() is None, (tmp_path / "log.txt").read_text()
-            time.sleep(0.2)
         assert httpx.get(f"{url}/healthz").json() == {"status": "ok"}
         assert httpx.get(f"{url}/v1/rollouts/ctloop/credit-risk").status_code == 404  # no SeldonDeployment yet
         assert httpx.get(f"{url}/v1/rollouts/other/credit-risk").status_code == 404
@@ -65,6 +53,53 @@ def test_service_contract_health_readiness_metrics_and_status(tmp_path, free_por
     finally:
         process.terminate()
         process.wait(20)
+
+
+@pytest.mark.timeout(3600)
+def test_fuzz_the_api_never_answers_5xx_and_the_controller_stays_healthy(tmp_path, free_port, fuzz):
+    """Generated requests to the controller's own process: any method, path segments of any bytes
+    (percent-encoded, not UTF-8 too), hostile headers and bodies, mid-rollout. None may answer 5xx."""
+    from hypothesis import given
+
+    st = fuzz.st
+    config, settings = h.write_config(tmp_path, interval_s=1)
+    port = free_port()
+    process = h.start_controller(config, settings, port, tmp_path / "log.txt")
+    target = deployment_target.connect(settings)
+    registry = h.MemoryRegistry()
+    executor.deploy(settings, target, registry, "1", "file:///m1")
+    executor.deploy(settings, target, registry, "2", "file:///m2")
+    segment = st.sampled_from(["ctloop", "credit-risk", "", ".."]) | st.binary(max_size=12).map(
+        lambda b: quote(b, safe="")
+    )
+    statuses: Counter[int | None] = Counter()
+    started = time.monotonic()
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
+
+            @fuzz.settings()
+            @given(data=st.data())
+            def one(data):
+                method = data.draw(st.sampled_from(["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]))
+                path = "/v1/rollouts/" + "/".join(data.draw(st.lists(segment, min_size=1, max_size=3)))
+                path = data.draw(st.sampled_from([path, "/healthz", "/readyz", "/metrics", "/" + path[14:]]))
+                body = data.draw(fuzz.body())
+                headers = {"X-Fuzz": data.draw(fuzz.header), "Content-Type": data.draw(fuzz.header)}
+                try:
+                    status = client.request(method, path, content=body, headers=headers).status_code
+                except (httpx.RemoteProtocolError, httpx.WriteError, httpx.ReadError):
+                    status = None  # a body the server did not read, the connection closed after the answer
+                    assert len(body) > 4 << 20
+                statuses[status] += 1
+                assert status is None or status < 500, (method, path)
+
+            one()
+            assert client.get("/readyz").status_code == 200
+            assert client.get("/v1/rollouts/ctloop/credit-risk").json()["candidate"] == "2"
+    finally:
+        process.terminate()
+        process.wait(20)
+    fuzz.record("rollout-controller", statuses, time.monotonic() - started)
 
 
 def test_cli_status_promote_and_abort(tmp_path):
