@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 
-.PHONY: help setup lock test test-fast demo up down bench bench-decisions bench-env bench-lock bench-wrk lint images system-packages clean
+.PHONY: help setup lock test test-fast demo up down bench bench-decisions fuzz bench-env bench-lock bench-wrk lint images system-packages clean
 
 help:
 	@echo "make demo    run the loop on the embedded default (sets everything up)"
@@ -30,6 +30,7 @@ help:
 	@echo "make lint    ruff format check and lint"
 	@echo "make bench   benchmarks, results under bench/results/"
 	@echo "make bench-decisions   the rollout's error rates on simulated traffic (bench/results/decisions.*)"
+	@echo "make fuzz    10,000 generated hostile requests per service over HTTP (bench/results/fuzz.*)"
 	@echo "make images  build the container images (needs a Docker engine)"
 
 $(UV): images/bootstrap.lock
@@ -115,6 +116,10 @@ bench: setup bench-env bench-wrk
 # The rollout controller's decision code on simulated traffic: error rates per scenario, both methods side by side.
 bench-decisions: setup
 	$(VENVS)/dev/bin/python bench/decisions.py --out bench/results
+
+# The services' fuzz tests at full count (CI runs them at 200 requests each); figures in bench/results/fuzz.*.
+fuzz: setup
+	$(VENVS)/dev/bin/python bench/fuzz.py --out bench/results
 
 # The serving benchmark's comparator, MLServer, in an environment of its own (not an image; not in setup or test).
 BENCH_MLSERVER := $(VENVS)/bench-mlserver

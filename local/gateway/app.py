@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 import time
 import uuid
 from pathlib import Path
@@ -33,6 +34,9 @@ async def send_event(client: httpx.AsyncClient, url: str, body: bytes, event_hea
         await client.post(url, content=body, headers=event_headers, timeout=5.0)
     except httpx.HTTPError as e:
         log.warning("request logger %s: %s", url, e)
+
+
+_PUID = re.compile(r"[\x21-\x7e]{1,128}")
 
 
 class RequestLogger:
@@ -224,6 +228,9 @@ class Gateway:
         if sdep is None:
             return JSONResponse({"status": {"code": 404, "info": f"no SeldonDeployment {key[0]}/{key[1]}"}}, 404)
         puid = request.headers.get("Seldon-Puid") or str(uuid.uuid4())
+        if not _PUID.fullmatch(puid):  # it travels on in headers and CloudEvents: visible ASCII only, as Seldon's
+            info = "Seldon-Puid: at most 128 visible ASCII characters (a request id, such as a UUID)"
+            return JSONResponse({"status": {"code": 400, "info": info}}, 400)
         predictors = sdep["spec"]["predictors"]
         live, weights = self._live(predictors)
         if not live or sum(weights) <= 0:

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 
+import flask
 import numpy as np
+from flask.json.provider import DefaultJSONProvider
 
 from ctloop.contracts import seldon_message
 from ctloop.contracts.seldon_message import DECISION, MODEL_VERSION_TAG, POLICY_VERSION_TAG, SCORE
@@ -22,6 +24,21 @@ from ctloop.services.model_server.scoring import ScoringModel, as_json
 
 log = logging.getLogger(__name__)
 SCORE_BUCKETS = [i / 10 for i in range(1, 11)]
+
+
+class _JSONProvider(DefaultJSONProvider):
+    """Seldon's Flask app parses bodies with its app's JSON provider. Python's parser raises RecursionError on a
+    body nested a few thousand deep, which Flask answers 500; as a ValueError it is Flask's 400 for bad JSON."""
+
+    def loads(self, s, **kwargs):
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise ValueError("JSON nested too deeply") from None
+
+
+# seldon-core-microservice imports this module before it makes its Flask app, which then takes this provider.
+flask.Flask.json_provider_class = _JSONProvider
 
 
 def _bad_request(message: str):

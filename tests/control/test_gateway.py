@@ -11,6 +11,7 @@ import math
 import sys
 import threading
 import time
+from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
@@ -100,6 +101,37 @@ class Running:
 
 def ask(client: httpx.Client, url: str, **headers) -> httpx.Response:
     return client.post(url, json={"data": {"ndarray": [[1.0]]}}, headers=headers, timeout=30)
+
+
+@pytest.mark.timeout(3600)
+def test_fuzz_predictions_and_feedback_never_get_a_5xx_from_the_gateway(tmp_path, fuzz):
+    """Generated requests through the gateway to echo predictors (which answer anything): hostile bodies, puids and
+    headers. What the predictors answer is theirs; the gateway itself may add no 5xx."""
+    from hypothesis import given
+
+    st = fuzz.st
+    deployment = sdep(predictor("main", 80, model_version="1"), predictor("canary", 20, model_version="2"),
+                      predictor("shadow", shadow=True, model_version="2"))  # fmt: skip
+    statuses: Counter[int | None] = Counter()
+    started = time.monotonic()
+    with Running(tmp_path, deployment) as g, httpx.Client(timeout=30) as client:
+        base = g.url.rsplit("/", 1)[0]
+
+        @fuzz.settings()
+        @given(data=st.data())
+        def one(data):
+            path = data.draw(st.sampled_from(["predictions", "feedback"]))
+            names = data.draw(st.lists(st.sampled_from(["Seldon-Puid", "Content-Type", "X-Fuzz"]), unique=True))
+            headers = {name: data.draw(fuzz.header) for name in names}
+            body = data.draw(fuzz.body())
+            status = fuzz.post(client, f"{base}/{path}", body, headers)
+            statuses[status] += 1
+            assert status is None or status < 500, headers
+
+        one()
+        assert ask(client, g.url).status_code == 200
+        assert client.get(f"http://127.0.0.1:{g.port}/health").status_code == 200
+    fuzz.record("gateway", statuses, time.monotonic() - started)
 
 
 def test_traffic_is_split_by_weight(tmp_path):
