@@ -27,14 +27,30 @@ SCORE_BUCKETS = [i / 10 for i in range(1, 11)]
 
 
 class _JSONProvider(DefaultJSONProvider):
-    """Seldon's Flask app parses bodies with its app's JSON provider. Python's parser raises RecursionError on a
-    body nested a few thousand deep, which Flask answers 500; as a ValueError it is Flask's 400 for bad JSON."""
+    """Seldon's Flask app parses bodies with its app's JSON provider. What the wrapper would answer 500 is raised
+    here as a ValueError, which Flask answers as a 400 for bad JSON: a body nested a few thousand deep (Python's
+    parser raises RecursionError) and a body that is no JSON object (`false` fails inside the wrapper's feedback
+    conversion); every Seldon message and feedback is an object. An integer no float can hold is read as the
+    infinity a double makes of it, which validation then refuses naming the feature (the wrapper's protobuf
+    conversion of feedback raised OverflowError on it)."""
 
     def loads(self, s, **kwargs):
         try:
-            return super().loads(s, **kwargs)
+            message = super().loads(s, parse_int=_int, **kwargs)
         except RecursionError:
             raise ValueError("JSON nested too deeply") from None
+        if not isinstance(message, dict):
+            raise ValueError(f"a Seldon message is a JSON object, not {type(message).__name__}")
+        return message
+
+
+def _int(text: str) -> int | float:
+    value = int(text)
+    try:
+        float(value)
+    except OverflowError:
+        return float("inf") if value > 0 else float("-inf")
+    return value
 
 
 # seldon-core-microservice imports this module before it makes its Flask app, which then takes this provider.
