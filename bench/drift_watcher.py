@@ -1,10 +1,11 @@
 """Benchmarks of the drift watcher (watch environment).
 
-python bench/drift_watcher.py --out bench/results [--repeat 3] [--seconds 8]
+python bench/drift_watcher.py --out bench/results [--repeat 3] [--seconds 8] [--only ingestion|detection]
 
 1. Ingestion: request and response CloudEvents posted by wrk to the watcher pinned to one core (wrk on the other),
-   against a comparator pinned the same way: a Starlette endpoint that only reads the body and answers (the HTTP
-   floor of the same stack). Medians of alternating runs; the watcher's peak memory (VmHWM) after them.
+   as configured by default (each answer after a shared fsync of its journal line) and with
+   drift.journal_fsync false, against a comparator pinned the same way: a Starlette endpoint that only reads the
+   body and answers (the HTTP floor of the same stack). Medians of alternating runs; the watcher's peak memory.
 2. Detection: the delay (events after drift onset) until the windowed test flags a window, until drift is
    confirmed (k of n windows), and until the online detector fires; and false alarms on a stable stream, per
    1,000 events, for each detector. One fixed scenario (demo data, covariate drift), several seeds.
@@ -95,6 +96,27 @@ def peak_rss_mib(pid: int) -> float:
     return float("nan")
 
 
+def _start_watcher(tmp: Path, journal_fsync: bool) -> tuple[subprocess.Popen, int]:
+    """A watcher pinned to core 0 whose champion's reference is in its cache and announced by its journal's first
+    record (no registry here), so that windows are judged while the load runs."""
+    s = settings(tmp, window_size=500, min_window_size=200, reference_poll_s=3600, journal_fsync=journal_fsync)
+    references = ReferenceStore(tmp / "state" / "reference", s)
+    traffic.reference(4000, seed=1).to_parquet(references.path("1"))
+    journal = tmp / "state" / "journal"
+    journal.mkdir(parents=True)
+    (journal / "journal-00000000.jsonl").write_text(json.dumps({"kind": "reference", "version": "1", "time": 0}) + "\n")
+    config_path = tmp / "ctloop.yaml"
+    config_path.write_text(yaml.safe_dump(json.loads(s.json())))
+    port = free_port()
+    env = {**os.environ, "CTLOOP_WEBHOOK_SECRET": "bench-secret-0123456789"}
+    process = subprocess.Popen(
+        ["taskset", "-c", "0", sys.executable, "-m", "ctloop.services.drift_watcher", "--config", str(config_path),
+         "--host", "127.0.0.1", "--port", str(port), "--state", str(tmp / "state")],
+        env=env, stdout=(tmp / "watcher.log").open("wb"), stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    return process, port
+
+
 def ingestion(tmp: Path, repeat: int, seconds: int) -> tuple[list[str], dict]:
     rows = traffic.rows(2000, seed=2)
     requests = tmp / "requests.jsonl"
@@ -105,62 +127,60 @@ def ingestion(tmp: Path, repeat: int, seconds: int) -> tuple[list[str], dict]:
     responses.write_text(
         "\n".join(traffic.response_event(f"p{i}", r["features"], "1")[1].decode() for i, r in enumerate(rows))
     )
-    s = settings(tmp, window_size=500, min_window_size=200, reference_poll_s=3600)
-    references = ReferenceStore(tmp / "state" / "reference", s)
-    traffic.reference(4000, seed=1).to_parquet(references.path("1"))
-    # No registry here: the champion's reference is put in the cache and announced by the journal's own record,
-    # which the watcher replays as it starts, so that windows are judged while the load runs.
-    journal = tmp / "state" / "journal"
-    journal.mkdir(parents=True)
-    (journal / "journal-00000000.jsonl").write_text(json.dumps({"kind": "reference", "version": "1", "time": 0}) + "\n")
-    config_path = tmp / "ctloop.yaml"
-    config_path.write_text(yaml.safe_dump(json.loads(s.json())))
-    watcher_port, floor_port = free_port(), free_port()
-    env = {**os.environ, "CTLOOP_WEBHOOK_SECRET": "bench-secret-0123456789"}
-    watcher = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "ctloop.services.drift_watcher", "--config", str(config_path),
-         "--host", "127.0.0.1", "--port", str(watcher_port), "--state", str(tmp / "state")],
-        env=env, stdout=(tmp / "watcher.log").open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+    # The watcher as configured by default (each answer after an fsync shared by the events that arrive during
+    # it), and with drift.journal_fsync false (after the kernel has the line), against the HTTP floor.
+    watcher, watcher_port = _start_watcher(tmp / "fsync", journal_fsync=True)
+    flushed, flushed_port = _start_watcher(tmp / "flush", journal_fsync=False)
+    floor_port = free_port()
     floor = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", FLOOR, str(floor_port)])
     lua = Path(__file__).with_name("drift_watcher.lua")
+    urls = {name: f"http://127.0.0.1:{port}" for name, port in
+            (("fsync", watcher_port), ("flush", flushed_port), ("floor", floor_port))}  # fmt: skip
     try:
-        wait_ready(f"http://127.0.0.1:{watcher_port}", watcher)
-        wait_ready(f"http://127.0.0.1:{floor_port}", floor)
-        subject, comparator = [], []
-        wrk(f"http://127.0.0.1:{watcher_port}", lua, (requests, responses), 2)  # warm-up
+        for name, process in (("fsync", watcher), ("flush", flushed), ("floor", floor)):
+            wait_ready(urls[name], process)
+        runs: dict[str, list[dict]] = {name: [] for name in urls}
+        for url in urls.values():
+            wrk(url, lua, (requests, responses), 2)  # warm-up
         for _ in range(repeat):
-            subject.append(wrk(f"http://127.0.0.1:{watcher_port}", lua, (requests, responses), seconds))
-            comparator.append(wrk(f"http://127.0.0.1:{floor_port}", lua, (requests, responses), seconds))
-        status = httpx.get(f"http://127.0.0.1:{watcher_port}/v1/status").json()
+            for name, url in urls.items():
+                runs[name].append(wrk(url, lua, (requests, responses), seconds))
+        status = httpx.get(f"{urls['fsync']}/v1/status").json()
         rss = peak_rss_mib(watcher.pid)
     finally:
-        for p in (watcher, floor):
+        for p in (watcher, flushed, floor):
             p.terminate()
             p.wait(timeout=60)
-    w, f = statistics.median(r["rate"] for r in subject), statistics.median(r["rate"] for r in comparator)
-    errors = sum(r["errors"]["status"] + r["errors"]["timeout"] for r in subject)
+    rate = {name: statistics.median(r["rate"] for r in found) for name, found in runs.items()}
+    p99 = {name: statistics.median(r["latency_us"]["p99"] for r in found) / 1000 for name, found in runs.items()}
+    w, f = rate["fsync"], rate["floor"]
+    errors = sum(r["errors"]["status"] + r["errors"]["timeout"] for r in runs["fsync"] + runs["flush"])
     result = {
         "watcher_events_per_s": w,
+        "watcher_without_fsync_events_per_s": rate["flush"],
         "floor_events_per_s": f,
         "ratio": w / f,
-        "watcher_p99_ms": statistics.median(r["latency_us"]["p99"] for r in subject) / 1000,
-        "floor_p99_ms": statistics.median(r["latency_us"]["p99"] for r in comparator) / 1000,
+        "fsync_cost_ratio": w / rate["flush"],
+        "watcher_p99_ms": p99["fsync"],
+        "watcher_without_fsync_p99_ms": p99["flush"],
+        "floor_p99_ms": p99["floor"],
         "watcher_peak_rss_mib": rss,
         "watcher_errors": errors,
         "windows_written": status["window"]["index"],
-        "runs": {"watcher": subject, "floor": comparator},
+        "runs": {"watcher": runs["fsync"], "watcher_without_fsync": runs["flush"], "floor": runs["floor"]},
     }
     lines = [
         "## Ingestion, one core (wrk -t1 -c8 on the other)",
         "",
-        "| target | events/s (median) | p99 | ratio |",
+        "| target | events/s (median) | p99 | ratio to the floor |",
         "| --- | --- | --- | --- |",
-        f"| drift watcher (parse, journal, windows, Parquet) | {w:,.0f} | {result['watcher_p99_ms']:.1f} ms "
-        f"| {w / f:.2f} |",
-        f"| comparator: Starlette endpoint reading the body | {f:,.0f} | {result['floor_p99_ms']:.1f} ms | 1.00 |",
+        f"| drift watcher, default: answered after a shared fsync (parse, journal, windows, Parquet) | {w:,.0f} "
+        f"| {p99['fsync']:.1f} ms | {w / f:.2f} |",
+        f"| drift watcher, `drift.journal_fsync: false`: answered once the kernel has the line | {rate['flush']:,.0f} "
+        f"| {p99['flush']:.1f} ms | {rate['flush'] / f:.2f} |",
+        f"| comparator: Starlette endpoint reading the body | {f:,.0f} | {p99['floor']:.1f} ms | 1.00 |",
         "",
-        f"Peak memory of the watcher (VmHWM) after {len(subject) + 1} runs: {rss:.0f} MiB; "
+        f"Peak memory of the default watcher (VmHWM) after {repeat + 1} runs: {rss:.0f} MiB; "
         f"{status['window']['index']} windows of 500 written; {errors} failed requests.",
         "",
     ]
@@ -260,13 +280,17 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--only", choices=["ingestion", "detection"], help="run one part (written to <out>/...-<part>)")
     args = parser.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="ctloop-bench-watcher-"))
-    ingest_lines, ingest = ingestion(tmp, args.repeat, args.seconds)
-    detect_lines, detect = detection(tmp, list(range(args.seeds)), stable_rows=10_000, drift_rows=3000)
+    ingest_lines, ingest = ingestion(tmp, args.repeat, args.seconds) if args.only != "detection" else ([], {})
+    detect_lines, detect = (
+        detection(tmp, list(range(args.seeds)), stable_rows=10_000, drift_rows=3000)
+        if args.only != "ingestion" else ([], {})
+    )  # fmt: skip
     write(
         Path(args.out),
-        "drift_watcher",
+        "drift_watcher" + (f"-{args.only}" if args.only else ""),
         "Drift watcher",
         [],
         table=[*ingest_lines, *detect_lines],

@@ -25,7 +25,7 @@ from ctloop import metric_names
 from ctloop.config import Settings
 from ctloop.contracts import cloudevents, retrain
 from ctloop.errors import BadInputError, CtloopError
-from ctloop.services.drift_watcher.journal import Journal
+from ctloop.services.drift_watcher.journal import GroupCommit, Journal
 from ctloop.services.drift_watcher.reference import ReferenceStore
 from ctloop.services.drift_watcher.watcher import Watcher
 
@@ -43,6 +43,7 @@ class Service:
         self.registry = CollectorRegistry()
         self.watcher = Watcher(settings, ReferenceStore(self.state_dir / "reference", settings), self.registry)
         self.journal = Journal(self.state_dir / "journal")
+        self.commit = GroupCommit(self.journal)
         self.frozen: set[str] = set()  # trigger keys whose retrain data this process has frozen
         self.ready = False
 
@@ -170,6 +171,8 @@ class Service:
             return JSONResponse({"status": "duplicate", "id": record["id"]})
         if not self.record(record):
             return JSONResponse({"error": f"event {record['id']}: could not be applied; set aside for a person"}, 422)
+        if self.settings.drift.journal_fsync:
+            await self.commit.durable(self.journal.appended)
         self.watcher.metrics["ctloop_watcher_ingestion_lag_seconds"].set(max(record["received"] - record["time"], 0))
         self.watcher.metrics["ctloop_watcher_buffered_rows"].set(len(self.watcher.window_rows))
         return JSONResponse({"status": "accepted", "id": record["id"]})

@@ -1,7 +1,8 @@
 """Durability for the watcher: an append-only journal of accepted records plus snapshots of the derived state.
 
-An event is acknowledged only after its record is written to the journal (and flushed to the kernel, which is
-what survives a ``kill -9``; the journal is fsynced at every snapshot). After a restart the state is the last
+An event is acknowledged only after its record is written to the journal: flushed to the kernel, which is what
+survives a ``kill -9``, and with ``drift.journal_fsync`` (the default) fsynced, which is what survives the machine
+going down. ``GroupCommit`` lets the events that arrive during one fsync share the next. After a restart the state is the last
 snapshot with the journal replayed on top. Replaying is safe because applying a record is deterministic and its
 side effects are idempotent (Parquet files named by window, triggers deduplicated by their idempotency key).
 
@@ -12,6 +13,7 @@ that one bad record never stops the watcher, and kept for a person to read.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from pathlib import Path
@@ -26,6 +28,7 @@ class Journal:
         self.segment = 0
         self.records_since_snapshot = 0
         self.unreadable = 0  # lines the last recover() set aside
+        self.appended = 0  # lines written by this process, across segments: GroupCommit's measure
         self._file = None
 
     def _path(self, segment: int) -> Path:
@@ -69,6 +72,10 @@ class Journal:
         self._file.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
         self._file.flush()
         self.records_since_snapshot += 1
+        self.appended += 1
+
+    def fileno(self) -> int:
+        return self._file.fileno()
 
     def set_aside(self, entry: dict, why: str) -> None:
         """Keeps ``entry`` (a record, or an unreadable line) in unreplayable.jsonl with the reason."""
@@ -98,3 +105,31 @@ class Journal:
             os.fsync(self._file.fileno())
             self._file.close()
             self._file = None
+
+
+class GroupCommit:
+    """fsync in a worker thread, one at a time, each covering every line written before it began: an event waits
+    for the first fsync that starts after its line was written, and the events that arrive meanwhile share it."""
+
+    def __init__(self, journal: Journal):
+        self.journal = journal
+        self.synced = 0
+        self._running: asyncio.Future | None = None
+
+    async def durable(self, upto: int) -> None:
+        """Returns once the first ``upto`` lines this process wrote are on disk."""
+        while self.synced < upto:
+            if self._running is None:
+                self._running = asyncio.ensure_future(self._sync())
+            await asyncio.shield(self._running)
+
+    async def _sync(self) -> None:
+        # The target and the file are read together, with no await between: a snapshot that changes segments in
+        # the meantime has fsynced the old one itself, and the duplicate keeps this one open.
+        target, fd = self.journal.appended, os.dup(self.journal.fileno())
+        try:
+            await asyncio.to_thread(os.fsync, fd)
+            self.synced = max(self.synced, target)
+        finally:
+            os.close(fd)
+            self._running = None

@@ -341,6 +341,11 @@ class DriftPolicy(_Model):
         50000, ge=100, description="Requests awaiting their response or feedback held in memory (oldest dropped)."
     )
     max_event_ids: int = Field(200000, ge=1000, description="Event ids remembered for deduplication.")
+    journal_fsync: bool = Field(
+        True,
+        description="Acknowledge an event only once its journal line is on disk (fsync, shared by the events that "
+        "arrive meanwhile); false: once it is with the kernel, which a machine crash can lose.",
+    )
 
     @root_validator(skip_on_failure=True)
     def _k_of_n(cls, values):
