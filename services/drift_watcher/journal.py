@@ -2,9 +2,10 @@
 
 An event is acknowledged only after its record is written to the journal: flushed to the kernel, which is what
 survives a ``kill -9``, and with ``drift.journal_fsync`` (the default) fsynced, which is what survives the machine
-going down. ``GroupCommit`` lets the events that arrive during one fsync share the next. After a restart the state is the last
-snapshot with the journal replayed on top. Replaying is safe because applying a record is deterministic and its
-side effects are idempotent (Parquet files named by window, triggers deduplicated by their idempotency key).
+going down. ``GroupCommit`` lets the events that arrive during one fsync share the next. After a restart the state
+is the last snapshot with the journal replayed on top. Replaying is safe because applying a record is
+deterministic and its side effects are idempotent (Parquet files named by window, triggers deduplicated by their
+idempotency key).
 
 Files: ``snapshot.json`` ({"segment": n, "state": ...}) and ``journal-<n>.jsonl``, the records after it;
 ``unreplayable.jsonl`` holds what could not be read or applied ({"why": ..., "record" or "line": ...}), set aside so
