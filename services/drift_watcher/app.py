@@ -24,7 +24,8 @@ from starlette.routing import Route
 from ctloop import metric_names
 from ctloop.config import Settings
 from ctloop.contracts import cloudevents, retrain
-from ctloop.errors import BadInputError, CtloopError
+from ctloop.errors import BadInputError, CtloopError, TooLargeError
+from ctloop.request_body import read_limited
 from ctloop.services.drift_watcher.journal import GroupCommit, Journal
 from ctloop.services.drift_watcher.reference import ReferenceStore
 from ctloop.services.drift_watcher.watcher import Watcher
@@ -157,10 +158,11 @@ class Service:
     # -- HTTP
 
     async def ingest(self, request: Request) -> Response:
-        body = await self._read_body(request)
-        if body is None:
+        try:
+            body = await read_limited(request, MAX_EVENT_BYTES, "the watcher's limit per event")
+        except TooLargeError as e:
             self.watcher.metrics["ctloop_watcher_rejected_events_total"].labels(reason="too_large").inc()
-            return JSONResponse({"error": f"body: larger than {MAX_EVENT_BYTES} bytes"}, 413)
+            return JSONResponse({"error": str(e)}, 413)
         try:
             record = cloudevents.parse(request.headers, body)
         except BadInputError as e:
@@ -176,21 +178,6 @@ class Service:
         self.watcher.metrics["ctloop_watcher_ingestion_lag_seconds"].set(max(record["received"] - record["time"], 0))
         self.watcher.metrics["ctloop_watcher_buffered_rows"].set(len(self.watcher.window_rows))
         return JSONResponse({"status": "accepted", "id": record["id"]})
-
-    @staticmethod
-    async def _read_body(request: Request) -> bytes | None:
-        """The body, or None as soon as it is known to pass MAX_EVENT_BYTES: from Content-Length before reading,
-        or while reading a chunked one, so that no sender makes the watcher hold more than the limit."""
-        declared = request.headers.get("content-length", "")
-        if declared.isascii() and declared.isdigit() and int(declared) > MAX_EVENT_BYTES:
-            return None
-        chunks, size = [], 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > MAX_EVENT_BYTES:
-                return None
-            chunks.append(chunk)
-        return b"".join(chunks)
 
     def status(self) -> dict:
         w = self.watcher

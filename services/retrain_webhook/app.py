@@ -27,6 +27,7 @@ from ctloop.contracts import signing
 from ctloop.contracts.retrain import RetrainRequest, parse
 from ctloop.contracts.span import check_uri
 from ctloop.errors import AccessError, BadInputError, CtloopError
+from ctloop.request_body import read_limited
 from ctloop.services.retrain_webhook.audit import AuditLog
 from ctloop.services.retrain_webhook.metrics import Metrics
 from ctloop.services.retrain_webhook.schemas import AlertmanagerPayload
@@ -34,10 +35,6 @@ from ctloop.services.retrain_webhook.store import Decision, Store
 from ctloop.services.retrain_webhook.worker import Worker
 
 log = logging.getLogger(__name__)
-
-
-class TooLargeError(BadInputError):
-    status_code = 413
 
 
 class ConflictError(BadInputError):
@@ -59,20 +56,6 @@ class CooldownError(CtloopError):
     def __init__(self, message: str, retry_after_s: float):
         self.retry_after_s = retry_after_s
         super().__init__(message)
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused as soon as it passes ``limit`` bytes (declared or streamed)."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise TooLargeError(f"body: {declared} bytes, at most {limit} accepted (webhook.max_body_bytes)")
-    chunks, size = [], 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise TooLargeError(f"body: more than {limit} bytes, at most {limit} accepted (webhook.max_body_bytes)")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 class RetrainWebhook:
@@ -142,7 +125,7 @@ class RetrainWebhook:
     async def retrain(self, request: Request) -> Response:
         endpoint = "retrain"
         try:
-            body = await read_body(request, self.policy.max_body_bytes)
+            body = await read_limited(request, self.policy.max_body_bytes, "webhook.max_body_bytes")
             signing.verify(self.secret, body, request.headers, self.policy.max_clock_skew_s, now=self.clock())
             wanted: RetrainRequest = parse(RetrainRequest, body)
             decision = self.store.decide(
@@ -185,7 +168,7 @@ class RetrainWebhook:
         endpoint = "alertmanager"
         try:
             self._check_token(request)
-            body = await read_body(request, self.policy.max_body_bytes)
+            body = await read_limited(request, self.policy.max_body_bytes, "webhook.max_body_bytes")
             payload: AlertmanagerPayload = parse(AlertmanagerPayload, body)
             label = self.policy.alert_label
             chosen = [(i, a) for i, a in enumerate(payload.alerts)

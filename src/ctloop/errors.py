@@ -50,6 +50,10 @@ class ConfigError(BadInputError):
         super().__init__("\n".join(lines))
 
 
+class TooLargeError(BadInputError):
+    status_code = 413
+
+
 class NotFoundError(CtloopError):
     status_code = 404
 
