@@ -148,12 +148,11 @@ class Fuzz:
     def dump(value) -> bytes:
         return json.dumps(value, allow_nan=True).encode()  # NaN and Infinity as the JSON that is not JSON
 
-    def body(self, shaped=None, deep: bool = True):
+    def body(self, shaped=None):
         """A request body: JSON with hostile values, in the service's own shape where ``shaped`` gives one; deep
         nesting; bytes that are no UTF-8; and one time in a hundred a body over 5 MiB."""
         st = self.st
-        kinds = [self.value.map(self.dump), st.binary(max_size=512)]
-        kinds += [self.deep] if deep else []
+        kinds = [self.value.map(self.dump), st.binary(max_size=512), self.deep]
         kinds += [shaped.map(self.dump)] if shaped is not None else []
         return st.integers(0, 99).flatmap(lambda i: st.just(self.OVERSIZED) if i == 0 else st.one_of(kinds))
 
