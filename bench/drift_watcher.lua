@@ -19,6 +19,7 @@ end
 
 function init(args)
   requests_bodies, responses_bodies = lines(args[1]), lines(args[2])
+  authorization = "Bearer " .. args[3]  -- the watcher's ingestion token (the floor ignores it)
 end
 
 function request()
@@ -28,6 +29,7 @@ function request()
   local i = (n % #requests_bodies) + 1
   local headers = {
     ["Content-Type"] = "application/json",
+    ["Authorization"] = authorization,
     ["Ce-Id"] = string.format("t%d-e%d", thread_id, counter),
     ["Ce-Requestid"] = string.format("t%d-p%d", thread_id, n),
     ["Ce-Type"] = is_request and "io.seldon.serving.inference.request" or "io.seldon.serving.inference.response",

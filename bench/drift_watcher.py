@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry
 from serving import parse_wrk
 
 ROOT = Path(__file__).resolve().parents[1]
+TOKEN = "bench-ingest-token-0123456789"  # the watcher's ingestion token, sent by wrk as a bearer token
 sys.path.insert(0, str(ROOT))
 
 from ctloop import config  # noqa: E402
@@ -83,7 +84,7 @@ def wait_ready(url: str, process: subprocess.Popen, timeout: float = 120) -> Non
 
 def wrk(url: str, lua: Path, bodies: tuple[Path, Path], seconds: int, connections: int = 8) -> dict:
     argv = ["taskset", "-c", "1", "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(lua), url,
-            "--", str(bodies[0]), str(bodies[1])]  # fmt: skip
+            "--", str(bodies[0]), str(bodies[1]), TOKEN]  # fmt: skip
     run = parse_wrk(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
     run["rate"] = run["requests"] / (run["duration_us"] / 1e6)
     return run
@@ -108,7 +109,7 @@ def _start_watcher(tmp: Path, journal_fsync: bool) -> tuple[subprocess.Popen, in
     config_path = tmp / "ctloop.yaml"
     config_path.write_text(yaml.safe_dump(json.loads(s.json())))
     port = free_port()
-    env = {**os.environ, "CTLOOP_WEBHOOK_SECRET": "bench-secret-0123456789"}
+    env = {**os.environ, "CTLOOP_WEBHOOK_SECRET": "bench-secret-0123456789", "CTLOOP_WATCHER_TOKEN": TOKEN}
     process = subprocess.Popen(
         ["taskset", "-c", "0", sys.executable, "-m", "ctloop.services.drift_watcher", "--config", str(config_path),
          "--host", "127.0.0.1", "--port", str(port), "--state", str(tmp / "state")],

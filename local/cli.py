@@ -345,7 +345,15 @@ def pipeline_run(local, host, data, previous_statistics, schema, pipeline_file, 
         arguments = {"data_uri": data, "config": json.dumps(config, separators=(",", ":")),
                      "previous_statistics_uri": previous_statistics, "schema_uri": schema,
                      "trials": _trials(settings)}  # fmt: skip
-        done = submit.run(client, host, package, experiment or settings.endpoints.kfp.experiment, arguments, cron)
+        done = submit.run(
+            client,
+            host,
+            package,
+            experiment or settings.endpoints.kfp.experiment,
+            arguments,
+            cron,
+            service_account=settings.endpoints.kfp.service_account,
+        )
         if done.recurring_run_id:
             click.echo(f"recurring run {done.recurring_run_id} ({cron}) of version {done.version_id}")
         else:
@@ -506,6 +514,35 @@ def _webhook_secret(settings) -> bytes:
         if made:
             return made[env].encode()
     return signing.read_secret(env)
+
+
+@main.group("drift")
+def drift_group() -> None:
+    """Try the drift watcher's policy on your own history before going live."""
+
+
+@drift_group.command("backtest")
+@click.option("--reference", required=True, help="Reference sample: the champion's training rows (CSV or Parquet).")
+@click.option("--stream", required=True, help="Rows to replay, in order (CSV or Parquet).")
+@click.option("--events-per-second", type=float, default=10.0, show_default=True,
+              help="Pace of a stream without the data.timestamp column (the cooldown is in seconds).")  # fmt: skip
+@click.option("--json", "as_json", is_flag=True, help="One JSON object on stdout: events, triggers, details.")
+@config_option
+@reports_errors
+def drift_backtest(reference, stream, events_per_second, as_json, config_path) -> None:
+    """Replay STREAM against REFERENCE with the watcher's own detection code and the settings' drift.* policy, and
+    print after which events a retrain would have been triggered, with the drifting features.
+
+    Runs in the watch environment, as the watcher does.
+    """
+    import subprocess
+
+    from ctloop.local import environments
+
+    python = environments.python_for(_settings(config_path), "watch")
+    argv = [str(python), "-m", "ctloop.services.drift_watcher.backtest", "--config", config_path, "--reference",
+            reference, "--stream", stream, "--events-per-second", str(events_per_second)]  # fmt: skip
+    sys.exit(subprocess.call(argv + (["--json"] if as_json else [])))
 
 
 @main.group("rollout")

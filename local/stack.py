@@ -89,18 +89,28 @@ def _prometheus_config(settings: Settings) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def stack_secrets(settings: Settings) -> dict[str, str]:
-    """The local stack's webhook secret and Alertmanager token, made on first use; environment variable -> value."""
-    path = _stack_dir(settings) / "secrets.json"
-    if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        values = {settings.webhook.secret_env: secrets.token_urlsafe(32),
-                  settings.webhook.alertmanager_token_env: secrets.token_urlsafe(32)}  # fmt: skip
-        staging = path.with_suffix(".tmp")
-        staging.touch(mode=0o600)
-        staging.write_text(json.dumps(values))
-        staging.replace(path)
-    return json.loads(path.read_text())
+def stack_secrets(settings: Settings, state_dir: str | Path | None = None) -> dict[str, str]:
+    """The local stack's shared secrets (the webhook's HMAC secret and Alertmanager token, the watcher's ingestion
+    token), made on first use by whoever needs them first; environment variable -> value."""
+    path = Path(state_dir or settings.local.state_dir) / "stack" / "secrets.json"
+    wanted = (
+        settings.webhook.secret_env,
+        settings.webhook.alertmanager_token_env,
+        settings.endpoints.watcher.token_env,
+    )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # Locked: the stack and a deploy step may come first at the same time, and both must get the same values.
+    with open(path.parent / ".secrets.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        values = json.loads(path.read_text()) if path.exists() else {}
+        missing = [env for env in wanted if env not in values]  # a state folder from an older ctloop lacks some
+        if missing:
+            values |= {env: secrets.token_urlsafe(32) for env in missing}
+            staging = path.with_suffix(".tmp")
+            staging.touch(mode=0o600)
+            staging.write_text(json.dumps(values))
+            staging.replace(path)
+    return values
 
 
 def made_secrets(settings: Settings) -> dict[str, str] | None:
@@ -228,7 +238,7 @@ def services(settings: Settings) -> list[Service]:
             watch_python,
             "ctloop.services.drift_watcher",
             settings.local.watcher_port,
-            {secret_env: shared[secret_env]},
+            {env: shared[env] for env in (secret_env, settings.endpoints.watcher.token_env)},
         ),
         loop_service(
             "rollout", control_python, "ctloop.services.rollout_controller", settings.local.rollout_port, {}, False

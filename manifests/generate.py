@@ -7,7 +7,8 @@
 - monitoring/: the ServiceMonitor, PodMonitor and PrometheusRule the chart renders where the Prometheus Operator's
   CRDs exist (apply it only there).
 - kfp/: KFP's Kubernetes-native Pipeline and PipelineVersion, copied from pipelines/compiled/kubernetes/ (kustomize
-  loads no files from outside its folder).
+  loads no files from outside its folder), and the runs' ServiceAccount with its bindings to KFP's runner roles, in
+  KFP's namespace.
 
 tests/dev/test_chart.py fails when a generated file differs from what this script writes.
 """
@@ -30,6 +31,8 @@ RELEASE = NAMESPACE = "ctloop"
 KUBE_VERSION = "v1.30.0"
 MONITORING_TEMPLATE = "monitoring.yaml"
 KEPT_BY_HAND = {"seldondeployment.yaml"}
+# Objects in KFP's namespace: in kfp/, which has no namespace transformer, so that they stay where KFP's pods run.
+KFP_SIDE = {"pipeline-account.yaml"}
 HEADER = "# Generated from helm/ctloop by manifests/generate.py (release ctloop, namespace ctloop); do not edit.\n"
 
 
@@ -63,8 +66,8 @@ def manifests() -> dict[str, str]:
     for name, text in sorted(default.items()):
         if name == "NOTES.txt" or name.startswith("tests/") or name in KEPT_BY_HAND or not text.strip():
             continue
-        files[f"base/{name}"] = _plain(text)
-    base = sorted([p.removeprefix("base/") for p in files] + sorted(KEPT_BY_HAND))
+        files[f"{'kfp' if name in KFP_SIDE else 'base'}/{name}"] = _plain(text)
+    base = sorted([p.removeprefix("base/") for p in files if p.startswith("base/")] + sorted(KEPT_BY_HAND))
     files["base/kustomization.yaml"] = _kustomization(base, NAMESPACE)
 
     monitoring = _render(["monitoring.coreos.com/v1"])[MONITORING_TEMPLATE]
@@ -73,7 +76,8 @@ def manifests() -> dict[str, str]:
 
     for path in sorted(COMPILED.glob("*.yaml")):
         files[f"kfp/{path.name}"] = path.read_text()
-    files["kfp/kustomization.yaml"] = _kustomization(sorted(p.name for p in COMPILED.glob("*.yaml")), None)
+    kfp = sorted([p.name for p in COMPILED.glob("*.yaml")] + [n for n in KFP_SIDE if f"kfp/{n}" in files])
+    files["kfp/kustomization.yaml"] = _kustomization(kfp, None)
     return files
 
 

@@ -54,7 +54,7 @@ def upload(client, package: Path) -> tuple[str, str]:
 
 
 def run(client, host: str, package: Path, experiment: str, arguments: dict, cron: str | None = None,
-        run_name: str | None = None) -> Submitted:  # fmt: skip
+        run_name: str | None = None, service_account: str | None = None) -> Submitted:  # fmt: skip
     pipeline_id, version_id = upload(client, package)
     experiment_id = client.create_experiment(experiment).experiment_id
     name = run_name or f"{NAME}-{version_id[:8]}"
@@ -63,10 +63,12 @@ def run(client, host: str, package: Path, experiment: str, arguments: dict, cron
             job = client.create_recurring_run(
                 experiment_id=experiment_id, job_name=name, cron_expression=cron, max_concurrency=1,
                 no_catchup=True, pipeline_id=pipeline_id, version_id=version_id, params=arguments,
+                service_account=service_account,
             )  # fmt: skip
             return Submitted(pipeline_id, version_id, recurring_run_id=job.recurring_run_id)
         result = client.run_pipeline(experiment_id=experiment_id, job_name=name, pipeline_id=pipeline_id,
-                                     version_id=version_id, params=arguments)  # fmt: skip
+                                     version_id=version_id, params=arguments,
+                                     service_account=service_account)  # fmt: skip
     except Exception as e:  # kfp_server_api's ApiException carries the server's message
         raise CtloopError(f"KFP refused the run: {str(e).splitlines()[0][:300]}") from None
     return Submitted(pipeline_id, version_id, run_id=result.run_id,

@@ -44,12 +44,13 @@ def deploy(settings, target, registry, version: str, model_uri: str) -> Deployed
     _check_version(registry, version)
     namespace, name = settings.endpoints.seldon.namespace, settings.name
     champion = registry.champion()
+    token = target.ingest_token(settings)
     sdep = target.get(namespace, name)
     main = shape.predictor(sdep, shape.MAIN)
 
     if sdep is None or main is None or champion is None or not shape.model_version(main):
         # First deployment: nothing to compare the candidate with, so it serves as main directly.
-        first = shape.new_predictor(settings, shape.MAIN, version, model_uri, like=main)
+        first = shape.new_predictor(settings, shape.MAIN, version, model_uri, token, like=main)
         done = RolloutStatus(phase=Phase.succeeded, candidate=version, champion=version,
                              outcome=Outcome.first_deployment,
                              reason="first deployment: no champion to compare with")  # fmt: skip
@@ -76,7 +77,7 @@ def deploy(settings, target, registry, version: str, model_uri: str) -> Deployed
 
     def declare(obj: dict) -> dict:
         like = shape.predictor(obj, shape.MAIN)
-        return shape.declare(obj, shape.new_predictor(settings, where, version, model_uri, like=like), as_shadow)
+        return shape.declare(obj, shape.new_predictor(settings, where, version, model_uri, token, like=like), as_shadow)
 
     written = deployment_target.update(target, namespace, name, declare)
     target.event(written, "CandidateDeclared", f"version {version} declared as the {where} predictor")

@@ -20,9 +20,11 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from ctloop import metric_names
-from ctloop.contracts import cloudevents
+from ctloop.contracts import cloudevents, seldon_message
 from ctloop.deployment_target import LocalTarget
+from ctloop.errors import TooLargeError
 from ctloop.local.gateway.predictors import Pool
+from ctloop.request_body import read_limited
 
 log = logging.getLogger(__name__)
 
@@ -222,7 +224,10 @@ class Gateway:
     async def handle(self, request: Request, path: str, method: str, kind: str) -> Response:
         started = time.perf_counter()
         key = (request.path_params["namespace"], request.path_params["name"])
-        body = await request.body()
+        try:
+            body = await read_limited(request, seldon_message.MAX_BYTES, "the model server's limit per message")
+        except TooLargeError as e:
+            return JSONResponse({"status": {"code": 413, "info": str(e)}}, 413)
         # Looked up after the last await before routing, so that the table and the processes are current together.
         sdep = self.deployments.get(key)
         if sdep is None:

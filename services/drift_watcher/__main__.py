@@ -2,7 +2,8 @@
 
 python -m ctloop.services.drift_watcher --config ctloop.yaml [--host 0.0.0.0] [--port 8080] [--state DIR]
 
-The webhook's HMAC secret comes from the environment variable named by webhook.secret_env.
+The webhook's HMAC secret comes from the environment variable named by webhook.secret_env, the token POST /v1/events
+requires from the one named by endpoints.watcher.token_env; it refuses to start without either.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import uvicorn
 
-from ctloop.contracts import signing
+from ctloop.contracts import ingestion, signing
 from ctloop.entrypoint import settings_from_file
 from ctloop.errors import CtloopError
 from ctloop.services.drift_watcher.app import Service
@@ -31,11 +32,12 @@ def main(argv=None) -> None:
     try:
         settings = settings_from_file(args.config)
         secret = signing.read_secret(settings.webhook.secret_env)
+        token = ingestion.read(settings.endpoints.watcher.token_env)
     except CtloopError as e:
         print(f"drift_watcher: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     state = Path(args.state or Path(settings.local.state_dir) / "watcher")
-    service = Service(settings, state, secret)
+    service = Service(settings, state, secret, token)
     uvicorn.run(service.app(), host=args.host, port=args.port, log_level="warning")
 
 

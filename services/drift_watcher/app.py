@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from ctloop import metric_names
 from ctloop.config import Settings
-from ctloop.contracts import cloudevents, retrain
+from ctloop.contracts import cloudevents, ingestion, retrain
 from ctloop.errors import BadInputError, CtloopError, TooLargeError
 from ctloop.request_body import read_limited
 from ctloop.services.drift_watcher.journal import GroupCommit, Journal
@@ -36,16 +36,16 @@ _KINDS = metric_names.metric("ctloop_watcher_unreplayable_records_total").values
 
 
 class Service:
-    def __init__(self, settings: Settings, state_dir: Path, secret: bytes, snapshot_every: int = 2000):
+    def __init__(self, settings: Settings, state_dir: Path, secret: bytes, token: str, snapshot_every: int = 2000):
         self.settings = settings
         self.state_dir = Path(state_dir)
         self.secret = secret
+        self.token = token  # required on /v1/events (contracts/ingestion.py)
         self.snapshot_every = snapshot_every
         self.registry = CollectorRegistry()
         self.watcher = Watcher(settings, ReferenceStore(self.state_dir / "reference", settings), self.registry)
         self.journal = Journal(self.state_dir / "journal")
         self.commit = GroupCommit(self.journal)
-        self.frozen: set[str] = set()  # trigger keys whose retrain data this process has frozen
         self.ready = False
 
     # -- state
@@ -116,26 +116,29 @@ class Service:
         while True:
             await asyncio.sleep(delay)
             for key, body in list(self.watcher.pending_triggers.items()):
-                outcome = await asyncio.to_thread(self._deliver, key, body)
+                window = self.watcher.unfrozen.get(key)
+                if window is not None:
+                    if not await asyncio.to_thread(self._freeze, key, window):
+                        delay = min(delay * 2, 60.0)
+                        break
+                    self.record({"kind": "frozen", "key": key, "time": time.time()})
+                outcome = await asyncio.to_thread(self._send, body)
                 if outcome == retrain.RETRY:
                     delay = min(delay * 2, 60.0)
                     break
                 delay = 1.0
                 self.record({"kind": "trigger_ack", "key": key, "outcome": outcome, "time": time.time()})
 
-    def _deliver(self, key: str, body: dict) -> str:
-        """Freezes the trigger's retrain data (once per process: copying again copies the same parts), then sends it.
-        A store that fails keeps the trigger pending, to be tried again with the sender's backoff."""
-        window = self.watcher.unfrozen.get(key)
-        if window is not None and key not in self.frozen:
-            try:
-                self.watcher.sink().freeze_labelled(key, window)
-            except Exception as e:
-                log.warning("trigger %s: freezing its retrain data failed, to be retried: %s", key, e)
-                self.watcher.metrics["ctloop_watcher_freeze_failures_total"].inc()
-                return retrain.RETRY
-            self.frozen.add(key)
-        return self._send(body)
+    def _freeze(self, key: str, window: int) -> bool:
+        """Copies the trigger's retrain data before its first send. A store that fails keeps the trigger pending, to
+        be tried again with the sender's backoff; copying again copies the same parts."""
+        try:
+            self.watcher.sink().freeze_labelled(key, window)
+            return True
+        except Exception as e:
+            log.warning("trigger %s: freezing its retrain data failed, to be retried: %s", key, e)
+            self.watcher.metrics["ctloop_watcher_freeze_failures_total"].inc()
+            return False
 
     def _send(self, body: dict) -> str:
         """The trigger's outcome once the webhook has decided, or RETRY to try again later."""
@@ -158,6 +161,12 @@ class Service:
     # -- HTTP
 
     async def ingest(self, request: Request) -> Response:
+        # Before a byte of the body is read: the events change the retrain data and can make the watcher sign a
+        # retrain request, so only the request loggers the deploy step gave the token may send them.
+        if not ingestion.authorized(request.headers.get("Authorization"), self.token):
+            self.watcher.metrics["ctloop_watcher_rejected_events_total"].labels(reason="unauthorized").inc()
+            return JSONResponse({"error": "Authorization: the watcher's ingestion token is required (Basic or Bearer)"},
+                                401, headers={"WWW-Authenticate": 'Basic realm="ctloop-watcher"'})  # fmt: skip
         try:
             body = await read_limited(request, MAX_EVENT_BYTES, "the watcher's limit per event")
         except TooLargeError as e:

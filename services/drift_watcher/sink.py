@@ -21,6 +21,16 @@ from ctloop.contracts import serving_data
 _PART = re.compile(r"part-(\d+)\.parquet")
 
 
+def part_name(window: int) -> str:
+    """The labelled rows of ``window``; ``part_window`` reads the number back (None for other files)."""
+    return f"part-{window:08d}.parquet"
+
+
+def part_window(name: str) -> int | None:
+    found = _PART.fullmatch(name)
+    return int(found.group(1)) if found else None
+
+
 class ServingData:
     def __init__(self, root: str, namespace: str, deployment: str):
         self.base = serving_data.base(root, namespace, deployment)
@@ -41,7 +51,7 @@ class ServingData:
         return self._write(artifacts.join(self.base, "requests", f"date={day}", f"window-{window:08d}.parquet"), rows)
 
     def write_labelled(self, window: int, rows: list[dict]) -> str:
-        return self._write(artifacts.join(self.labelled_uri, f"part-{window:08d}.parquet"), rows)
+        return self._write(artifacts.join(self.labelled_uri, part_name(window)), rows)
 
     def frozen_uri(self, key: str) -> str:
         return artifacts.join(self.base, "spans", key)
@@ -52,7 +62,7 @@ class ServingData:
         target = self.frozen_uri(key)
         for uri in artifacts.list_uris(self.labelled_uri):
             name = uri.rsplit("/", 1)[-1]
-            part = _PART.fullmatch(name)
-            if part and int(part.group(1)) <= up_to_window:
+            window = part_window(name)
+            if window is not None and window <= up_to_window:
                 artifacts.write_bytes(artifacts.join(target, name), artifacts.read_bytes(uri))
         return target

@@ -243,6 +243,9 @@ class Watcher:
         # Drift is judged against the new champion's training data from here on; old evidence no longer counts.
         self.confirmation.history = []
 
+    def _on_frozen(self, record: dict) -> None:
+        self.unfrozen.pop(record["key"], None)
+
     def _on_trigger_ack(self, record: dict) -> None:
         self.pending_triggers.pop(record["key"], None)
         self.unfrozen.pop(record["key"], None)

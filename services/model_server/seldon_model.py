@@ -16,9 +16,11 @@ import logging
 import flask
 import numpy as np
 from flask.json.provider import DefaultJSONProvider
+from werkzeug.datastructures import ImmutableDict
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from ctloop.contracts import seldon_message
-from ctloop.contracts.seldon_message import DECISION, MODEL_VERSION_TAG, POLICY_VERSION_TAG, SCORE
+from ctloop.contracts.seldon_message import DECISION, MAX_BYTES, MODEL_VERSION_TAG, POLICY_VERSION_TAG, SCORE
 from ctloop.errors import CtloopError
 from ctloop.services.model_server.scoring import ScoringModel, as_json
 
@@ -53,8 +55,22 @@ def _int(text: str) -> int | float:
     return value
 
 
-# seldon-core-microservice imports this module before it makes its Flask app, which then takes this provider.
+# seldon-core-microservice imports this module before it makes its Flask app, which then takes this provider, and
+# this limit: Werkzeug (2.2, which Seldon 1.17 pins) drains a body declared larger in chunks, holding none of it,
+# and answers 413.
 flask.Flask.json_provider_class = _JSONProvider
+flask.Flask.default_config = ImmutableDict({**flask.Flask.default_config, "MAX_CONTENT_LENGTH": MAX_BYTES})
+
+
+# Seldon's app answers every exception it has no handler for as a 500, HTTP errors included; a user model may add
+# handlers in a blueprint, which take precedence for their own class.
+_errors = flask.Blueprint("ctloop_errors", __name__)
+
+
+@_errors.app_errorhandler(RequestEntityTooLarge)
+def _too_large(error):
+    info = f"body: larger than {MAX_BYTES} bytes, the model server's limit per message"
+    return flask.jsonify({"status": {"code": 413, "info": info, "reason": "PAYLOAD_TOO_LARGE", "status": 1}}), 413
 
 
 def _bad_request(message: str):
@@ -64,6 +80,8 @@ def _bad_request(message: str):
 
 
 class SeldonModel:
+    model_error_handler = _errors
+
     def __init__(self, model_uri: str = "/mnt/models", model_version: str = "", explain: bool = False):
         self.model_uri = model_uri
         self.model_version = model_version

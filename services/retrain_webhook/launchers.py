@@ -169,8 +169,9 @@ class KfpLauncher:
     name = "kfp"
 
     def __init__(self, host: str, namespace: str, experiment: str, config_path: Path, package: Path | None = None,
-                 token: str | None = None, in_cluster: bool = False):  # fmt: skip
+                 token: str | None = None, in_cluster: bool = False, service_account: str | None = None):  # fmt: skip
         self.host = host
+        self.service_account = service_account
         self.namespace = namespace
         self.experiment = experiment
         self.config_path = config_path
@@ -202,7 +203,8 @@ class KfpLauncher:
         arguments = {**_arguments(trigger), "config": ct.config_parameter(self.config_path)}
         package = self.package or ct.COMPILED
         done = self._call("run", lambda client: submit.run(client, self.host, package, self.experiment, arguments,
-                                                           run_name=run_name(trigger)))  # fmt: skip
+                                                           run_name=run_name(trigger),
+                                                           service_account=self.service_account))  # fmt: skip
         return done.run_id
 
     def find(self, trigger: Trigger) -> str | None:
@@ -233,6 +235,7 @@ def for_settings(settings: Settings, config_path: Path, state_dir: Path) -> Laun
         token = os.environ.get("KFP_TOKEN") or None
         token_file = Path(os.environ.get("KF_PIPELINES_SA_TOKEN_PATH", _KFP_SA_TOKEN))
         return KfpLauncher(kfp.host, kfp.namespace, kfp.experiment, config_path, token=token,
-                           in_cluster=token is None and token_file.is_file())  # fmt: skip
+                           in_cluster=token is None and token_file.is_file(),
+                           service_account=kfp.service_account)  # fmt: skip
     ctloop = Path(settings.local.venvs_dir) / "dev" / "bin" / "ctloop"
     return LocalLauncher([str(ctloop)], config_path, state_dir / "runs", hidden_env=hidden)

@@ -27,13 +27,14 @@ __all__ = ["Settings", "load", "parse", "ENV_PREFIX"]
 
 ENV_PREFIX = "CTLOOP_"
 # CTLOOP_* variables that are not key paths: the settings file, and lineage facts set in images and pipelines.
-# The webhook's shared secrets come from the environment (Kubernetes Secrets), never from the file.
+# The webhook's and the watcher's shared secrets come from the environment (Kubernetes Secrets), never from the file.
 _NOT_KEYS = {
     "CTLOOP_CONFIG",
     "CTLOOP_GIT_SHA",
     "CTLOOP_PIPELINE_RUN_ID",
     "CTLOOP_WEBHOOK_SECRET",
     "CTLOOP_ALERTMANAGER_TOKEN",
+    "CTLOOP_WATCHER_TOKEN",
 }
 
 
@@ -471,6 +472,11 @@ class KfpEndpoint(_Model):
     host: str | None = Field(None, description="KFP API endpoint; unset in the local mode.")
     namespace: str = Field("kubeflow", description="KFP namespace (multi-user installs: the profile).")
     experiment: str = Field("ctloop", description="KFP experiment that runs are filed under.")
+    service_account: str | None = Field(
+        "ctloop-pipeline",
+        description="ServiceAccount the runs' pods use: ctloop's own (the chart makes it with KFP's runner roles and "
+        "the deploy step's Role), so that other pipelines cannot touch the SeldonDeployment; null: KFP's default.",
+    )
 
 
 class ArtifactStoreEndpoint(_Model):
@@ -495,6 +501,16 @@ class WebhookEndpoint(_Model):
 class WatcherEndpoint(_Model):
     url: str = Field(
         "http://127.0.0.1:8591", description="The drift watcher; predictors' request logger URL is <url>/v1/events."
+    )
+    token_env: str = Field(
+        "CTLOOP_WATCHER_TOKEN",
+        description="Environment variable holding the token the watcher requires on /v1/events (the watcher; the "
+        "local deploy step, else the local stack's own).",
+    )
+    token_secret: str = Field(
+        "ctloop-watcher",
+        description="Mode kubernetes: the Secret (in the SeldonDeployment's namespace, key `ingest-token`) from "
+        "which the deploy step reads the token it writes into each predictor's logger URL.",
     )
 
 

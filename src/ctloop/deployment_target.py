@@ -14,16 +14,19 @@ so two writers (the deploy step and the controller) never lose each other's chan
 RBAC the Kubernetes backend needs (the verbs it calls, nothing more):
 ``seldondeployments``: get and patch (the controller and the deploy step), create (the deploy step's first
 deployment);
-``events``: create.
+``events``: create;
+``secrets``: get, of the one named ``endpoints.watcher.token_secret`` (the deploy step).
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import datetime as dt
 import fcntl
 import json
+import os
 import time
 import uuid
 from collections.abc import Callable
@@ -33,6 +36,7 @@ from typing import Protocol
 import yaml
 
 from ctloop import artifacts
+from ctloop.contracts import ingestion
 from ctloop.contracts.rollout import OWNED_ANNOTATIONS
 from ctloop.contracts.seldon import GROUP, KIND, PLURAL, VERSION
 from ctloop.errors import BadInputError, CtloopError, NotReadyError
@@ -43,6 +47,7 @@ __all__ = ["ConflictError", "DeploymentTarget", "KubernetesTarget", "LocalTarget
 RBAC = {
     (GROUP, PLURAL): ("get", "patch", "create"),
     ("", "events"): ("create",),
+    ("", "secrets"): ("get",),
 }
 
 
@@ -64,6 +69,9 @@ class DeploymentTarget(Protocol):
 
     def event(self, sdep: dict, reason: str, message: str, kind: str = "Normal") -> None:
         """Record an event on the object (best effort: a failure is not the caller's failure)."""
+
+    def ingest_token(self, settings) -> str:
+        """The drift watcher's ingestion token, which the deploy step writes into each predictor's logger URL."""
 
 
 def update(target: DeploymentTarget, namespace: str, name: str, mutate: Callable[[dict], dict | None],
@@ -97,8 +105,18 @@ def _content(sdep: dict) -> tuple:
 
 
 class LocalTarget:
-    def __init__(self, root: Path | str):
+    def __init__(self, root: Path | str, state_dir: Path | str | None = None):
         self.root = Path(root)
+        self.state_dir = state_dir
+
+    def ingest_token(self, settings) -> str:
+        """From the environment, as the local stack hands it to its services; else the local stack's own."""
+        env = settings.endpoints.watcher.token_env
+        if os.environ.get(env):
+            return ingestion.read(env)
+        from ctloop.local import stack
+
+        return stack.stack_secrets(settings, self.state_dir)[env]
 
     def _path(self, namespace: str, name: str) -> Path:
         return self.root / namespace / f"{name}.yaml"
@@ -205,6 +223,15 @@ class KubernetesTarget:
         self.models = kubernetes.client
         self.component = component
 
+    def ingest_token(self, settings) -> str:
+        namespace, name = settings.endpoints.seldon.namespace, settings.endpoints.watcher.token_secret
+        where = f"Secret {namespace}/{name} key {ingestion.SECRET_KEY} (endpoints.watcher.token_secret)"
+        secret = self._call(self.core.read_namespaced_secret, name, namespace)
+        encoded = ((secret.data if secret is not None else None) or {}).get(ingestion.SECRET_KEY)
+        if not encoded:
+            raise NotReadyError(f"{where}: not found; it holds the drift watcher's ingestion token")
+        return ingestion.check(base64.b64decode(encoded).decode("utf-8", "replace"), where)
+
     def _call(self, fn, *args, **kwargs):
         """Kubernetes API errors become ctloop's: 404 None, 409 ConflictError, unreachable NotReadyError."""
         from urllib3.exceptions import HTTPError
@@ -274,4 +301,5 @@ def connect(settings, state_dir: str | Path | None = None) -> DeploymentTarget:
     """The backend the settings' mode calls for."""
     if settings.mode.value == "kubernetes":
         return KubernetesTarget()
-    return LocalTarget(local_root(state_dir or settings.local.state_dir))
+    state_dir = state_dir or settings.local.state_dir
+    return LocalTarget(local_root(state_dir), state_dir)

@@ -92,7 +92,7 @@ METRICS: tuple[Metric, ...] = (
         "CloudEvents refused, by reason",
         ("reason",),
         "drift_watcher",
-        values={"reason": ("too_large", "invalid", "feedback_unmatched", "feedback_repeated")},
+        values={"reason": ("unauthorized", "too_large", "invalid", "feedback_unmatched", "feedback_repeated")},
     ),
     Metric(
         "ctloop_watcher_unreplayable_records_total",
@@ -100,7 +100,7 @@ METRICS: tuple[Metric, ...] = (
         "Journal records that could not be read or applied, set aside (unreplayable.jsonl) so the watcher goes on",
         ("kind",),
         "drift_watcher",
-        values={"kind": ("request", "response", "feedback", "close", "reference", "trigger_ack", "unknown")},
+        values={"kind": ("request", "response", "feedback", "close", "reference", "frozen", "trigger_ack", "unknown")},
     ),
     Metric(
         "ctloop_watcher_ingestion_lag_seconds",

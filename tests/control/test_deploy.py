@@ -4,8 +4,10 @@ dev environment, which has the server; the control image has only the client), w
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -66,12 +68,18 @@ def test_deploy_and_roll_out_against_a_real_registry(world):
     sdep = target.get("ctloop", "credit-risk")
     main = shape.predictor(sdep, "main")
     assert main["graph"]["modelUri"] == (world["tmp"] / "m1").as_uri() and shape.model_version(main) == "1"
+    # No token in the environment: the local stack's own, made on first use in its state folder, as the stack's
+    # watcher gets it.
+    made = json.loads((Path(world["settings"].local.state_dir) / "stack" / "secrets.json").read_text())
+    assert main["graph"]["logger"]["url"].startswith(f"http://ctloop:{made['CTLOOP_WATCHER_TOKEN']}@127.0.0.1:")
     assert main["graph"]["logger"]["url"].endswith("/v1/events")
 
     client.set_registered_model_alias(name, "candidate", "2")
     second = deploy(world, "2")
     assert second.returncode == 0 and second.action == "declared", second.stderr
     assert "canary" in second.stdout
+    canary = shape.predictor(target.get("ctloop", "credit-risk"), "canary")
+    assert canary["graph"]["logger"] == main["graph"]["logger"]  # the same token for every predictor
 
     registry = rollout_registry.connect(world["settings"])
     clock = h.Clock()

@@ -20,7 +20,7 @@ import pytest
 import uvicorn
 
 from ctloop import deployment_target
-from ctloop.contracts import seldon
+from ctloop.contracts import ingestion, seldon
 from ctloop.local.gateway.app import Gateway, RequestLogger
 from ctloop.local.gateway.predictors import Pool, free_port
 
@@ -134,6 +134,21 @@ def test_fuzz_predictions_and_feedback_never_get_a_5xx_from_the_gateway(tmp_path
     fuzz.record("gateway", statuses, time.monotonic() - started)
 
 
+def test_a_body_over_the_limit_is_a_413_before_it_is_read(tmp_path):
+    import socket
+
+    from ctloop.contracts.seldon_message import MAX_BYTES
+
+    with Running(tmp_path, sdep(predictor("main", 100, model_version="1"))) as g, httpx.Client() as client:
+        path = g.url.split(f":{g.port}", 1)[1]
+        with socket.create_connection(("127.0.0.1", g.port), timeout=20) as s:
+            s.sendall(f"POST {path} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                      f"Content-Length: {MAX_BYTES + 1}\r\n\r\n{{".encode())  # fmt: skip
+            assert " 413 " in s.makefile("rb").readline().decode()  # answered with the body never sent
+        assert g.count("main") == 0  # nothing reached the predictor
+        assert ask(client, g.url).status_code == 200
+
+
 def test_traffic_is_split_by_weight(tmp_path):
     with (
         Running(
@@ -223,10 +238,13 @@ def test_a_slow_request_logger_gets_a_few_events_at_a_time_and_a_full_queue_drop
     assert sorted(h["ce-id"] for h, _ in sink.events) == ["0", "1", "2", "3", "4"]
 
 
-def test_cloudevents_carry_seldons_headers_and_correlation(tmp_path):
+def test_cloudevents_carry_seldons_headers_and_correlation_and_the_loggers_token(tmp_path):
     sink = Sink()
-    deployment = sdep(predictor("main", 100, logger=sink.url, model_version="1"),
-                      predictor("shadow", shadow=True, logger=sink.url, model_version="2"))  # fmt: skip
+    # As the deploy step writes it: the watcher's ingestion token in the URL's user information.
+    token = "ingest-token-0123456789"
+    logger = seldon.logger_url(sink.url.removesuffix(seldon.EVENTS_PATH), token)
+    deployment = sdep(predictor("main", 100, logger=logger, model_version="1"),
+                      predictor("shadow", shadow=True, logger=logger, model_version="2"))  # fmt: skip
     with Running(tmp_path, deployment) as g, httpx.Client() as client:
         response = ask(client, g.url, **{"Seldon-Puid": "puid-123"})
         assert response.headers["Seldon-Puid"] == "puid-123"
@@ -242,6 +260,7 @@ def test_cloudevents_carry_seldons_headers_and_correlation(tmp_path):
         assert headers["ce-requestid"] == "puid-123" and headers["ce-specversion"] == "1.0"
         assert headers["ce-inferenceservicename"] == "credit-risk" and headers["ce-namespace"] == "ctloop"
         assert headers["ce-modelid"] == "model" and headers["ce-protocol"] == "seldon"
+        assert ingestion.authorized(headers["authorization"], token)  # sent as Basic credentials
     assert len({h["ce-id"] for h, _ in sink.events}) == 4  # a new id per event
     request_body = next(b for h, b in sink.events if h["ce-type"].endswith("request"))
     assert json.loads(request_body) == {"data": {"ndarray": [[1.0]]}}

@@ -759,6 +759,7 @@ def test_kfp_launcher_starts_finds_and_follows_a_run(kfp, tmp_path):
         wait_for(lambda: served.webhook.store.get(trigger_id).status == "started", timeout=30)
         (run,) = kfp.state.runs
         assert run["display_name"] == f"ctloop-retrain-{trigger_id}"
+        assert run["service_account"] == "ctloop-pipeline"  # ctloop's own, not KFP's shared pipeline-runner
         parameters = run["runtime_config"]["parameters"]
         assert parameters["data_uri"] == "s3://spans/2026-02"
         assert parameters["previous_statistics_uri"] == "s3://runs/1/stats.pb" and parameters["schema_uri"] == ""

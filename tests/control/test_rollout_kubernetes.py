@@ -5,6 +5,7 @@ holds them to the RBAC rules documented in docs/rollout.md (ctloop.deployment_ta
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
@@ -25,6 +26,8 @@ from . import rollout_helpers as h
 
 OBJECTS = re.compile(r"^/apis/machinelearning\.seldon\.io/v1/namespaces/([^/]+)/seldondeployments(?:/([^/?]+))?")
 EVENTS = re.compile(r"^/api/v1/namespaces/([^/]+)/events")
+SECRETS = re.compile(r"^/api/v1/namespaces/([^/]+)/secrets/([^/?]+)")
+TOKEN = "ingest-token-0123456789abcdef"
 
 
 def merge_patch(target, patch):
@@ -44,6 +47,8 @@ class EmulatedApiServer:
     def __init__(self):
         self.objects: dict[tuple[str, str], dict] = {}
         self.events: list[dict] = []
+        # The chart's Secret endpoints.watcher.token_secret: the watcher's ingestion token, which the deploy step reads.
+        self.secrets = {("ctloop", "ctloop-watcher"): {"ingest-token": base64.b64encode(TOKEN.encode()).decode()}}
         self.verbs: set[tuple[str, str]] = set()
         self.conflicts = 0
         self.lock = threading.Lock()
@@ -70,6 +75,13 @@ class EmulatedApiServer:
                                   "code": code, "message": reason})  # fmt: skip
 
             def do_GET(self):
+                if (m := SECRETS.match(self.path)) is not None:
+                    emulator.verbs.add(("secrets", "get"))
+                    data = emulator.secrets.get((m.group(1), m.group(2)))
+                    if data is None:
+                        return self._status(404, "NotFound")
+                    return self._send(200, {"apiVersion": "v1", "kind": "Secret", "data": data,
+                                            "metadata": {"name": m.group(2), "namespace": m.group(1)}})  # fmt: skip
                 m = OBJECTS.match(self.path)
                 if not m or not m.group(2):
                     return self._status(404, "NotFound")
@@ -144,7 +156,7 @@ def target(api):
 def test_emulated_api_get_create_patch_with_conflicts(api, target):
     settings = h.settings(Path("/nonexistent"))
     assert target.get("ctloop", "credit-risk") is None
-    main = shape.new_predictor(settings, "main", "1", "s3://b/m1")
+    main = shape.new_predictor(settings, "main", "1", "s3://b/m1", TOKEN)
     created = target.create(shape.new_deployment(settings, main))
     assert created["metadata"]["resourceVersion"]
     with pytest.raises(deployment_target.ConflictError):
@@ -191,6 +203,19 @@ def test_emulated_api_rollout_end_to_end_with_events_and_minimal_verbs(api, targ
                for e in api.events)  # fmt: skip
     documented = {(resource, verb) for (_, resource), verbs in deployment_target.RBAC.items() for verb in verbs}
     assert api.verbs == documented
+    # The request logger posts with the token from the Secret as its Basic credentials.
+    assert sdep["spec"]["predictors"][0]["graph"]["logger"]["url"] == f"http://ctloop:{TOKEN}@127.0.0.1:9/v1/events"
+
+
+def test_emulated_api_deploy_without_the_token_secret_says_which_secret(api, target):
+    settings = h.settings(Path("/nonexistent"))
+    api.secrets.clear()
+    with pytest.raises(deployment_target.NotReadyError, match="Secret ctloop/ctloop-watcher key ingest-token"):
+        executor.deploy(settings, target, h.MemoryRegistry(), "1", "s3://b/m1")
+    assert api.objects == {}  # nothing half-deployed
+    api.secrets[("ctloop", "ctloop-watcher")] = {"ingest-token": base64.b64encode(b"short").decode()}
+    with pytest.raises(deployment_target.BadInputError, match="16 to 256 characters"):
+        executor.deploy(settings, target, h.MemoryRegistry(), "1", "s3://b/m1")
 
 
 def test_emulated_api_conflict_during_a_tick_is_retried_from_a_fresh_read(api, target):

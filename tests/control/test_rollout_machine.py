@@ -318,11 +318,11 @@ def test_candidate_predictor_is_built_like_the_manifest(tmp_path):
     settings = h.settings(tmp_path)
     manifest = yaml.safe_load((h.ROOT / "manifests" / "base" / "seldondeployment.yaml").read_text())
     main = manifest["spec"]["predictors"][0]
-    built = shape.new_predictor(settings, "main", "1", "s3://mlflow/1/RUN_ID/artifacts/model")
+    built = shape.new_predictor(settings, "main", "1", "s3://mlflow/1/RUN_ID/artifacts/model", "t" * 32)
     assert built["componentSpecs"] == main["componentSpecs"]
     for key in ("name", "type", "modelUri", "envSecretRefName", "parameters", "children"):
         assert built["graph"][key] == main["graph"][key], key
-    assert built["graph"]["logger"] == {"mode": "all", "url": "http://127.0.0.1:9/v1/events"}
+    assert built["graph"]["logger"] == {"mode": "all", "url": f"http://ctloop:{'t' * 32}@127.0.0.1:9/v1/events"}
     assert built["labels"] == main["labels"]
 
 

@@ -4,6 +4,7 @@ request may hold, how a logged event is read) are the same everywhere."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
 import math
@@ -12,6 +13,7 @@ import pytest
 
 from ctloop.contracts import (
     cloudevents,
+    ingestion,
     registry,
     retrain,
     rollout,
@@ -124,8 +126,32 @@ def test_rollout_status_keeps_its_outcome_through_the_annotation():
     assert rollout.read(None).outcome == "" and rollout.read(None).phase == rollout.Phase.idle
 
 
-def test_predictors_log_to_the_watchers_events_path():
-    assert seldon.logger_url("http://watcher:8080/") == "http://watcher:8080/v1/events"
+def test_predictors_log_to_the_watchers_events_path_with_its_token():
+    token = "tok_0123456789-abcdef"
+    assert seldon.logger_url("http://watcher:8080/", token) == f"http://ctloop:{token}@watcher:8080/v1/events"
+    # The request logger's HTTP client sends the URL's user information as Basic credentials (httpx, as Go's does).
+    import httpx
+
+    sent = []
+    client = httpx.Client(transport=httpx.MockTransport(lambda r: sent.append(r) or httpx.Response(200)))
+    client.post(seldon.logger_url("http://watcher:8080", token), content=b"{}")
+    assert ingestion.authorized(sent[0].headers["Authorization"], token)
+    assert ingestion.authorized(f"Bearer {token}", token)
+    for wrong in (
+        None,
+        "",
+        f"Bearer {token}x",
+        "Bearer",
+        f"Token {token}",
+        "Basic !!!",
+        "Basic " + "é" * 4,
+        f"Bearer {token[:-1]}é",
+        "Basic " + base64.b64encode(b"ctloop:" + token.encode()[:-1]).decode(),
+    ):
+        assert not ingestion.authorized(wrong, token), wrong
+    with pytest.raises(BadInputError, match="CTLOOP_WATCHER_TOKEN: the watcher's ingestion token"):
+        ingestion.read("CTLOOP_WATCHER_TOKEN", {"CTLOOP_WATCHER_TOKEN": "has space and is long"})
+    assert ingestion.read("T", {"T": token}) == token
     assert seldon.PREDICTORS == (seldon.MAIN, seldon.CANARY, seldon.SHADOW)
 
 

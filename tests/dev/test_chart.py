@@ -309,19 +309,35 @@ def test_settings_change_restarts_the_services(chart):
 def test_rbac_holds_only_what_the_rollout_controller_uses(chart):
     docs = render(chart, {"mlflow": {"enabled": True}})
     roles, bindings = by_kind(docs, "Role"), by_kind(docs, "RoleBinding")
-    assert set(roles) == set(bindings) == {"ctloop-rollout-controller", "ctloop-pipeline-deploy"}
-    # The pipeline's deploy step, in KFP's pods, creates the SeldonDeployment or puts the candidate on it.
+    assert set(roles) == {"ctloop-rollout-controller", "ctloop-pipeline-deploy"}
+    assert set(bindings) == set(roles) | {"ctloop-pipeline-pipeline-runner"}
+    # The pipeline's runs, deploy step included, run as ctloop's own ServiceAccount in KFP's namespace, which alone
+    # may touch the SeldonDeployment: get and patch it by name (create cannot be limited to a name), and read the
+    # one Secret that holds the watcher's ingestion token.
     assert roles.pop("ctloop-pipeline-deploy")["rules"] == [
         {
             "apiGroups": ["machinelearning.seldon.io"],
             "resources": ["seldondeployments"],
-            "verbs": ["get", "create", "patch"],
+            "resourceNames": ["credit-risk"],
+            "verbs": ["get", "patch"],
         },
+        {"apiGroups": ["machinelearning.seldon.io"], "resources": ["seldondeployments"], "verbs": ["create"]},
         {"apiGroups": [""], "resources": ["events"], "verbs": ["create"]},
+        {"apiGroups": [""], "resources": ["secrets"], "resourceNames": ["ctloop-watcher"], "verbs": ["get"]},
     ]
-    assert bindings.pop("ctloop-pipeline-deploy")["subjects"] == [
-        {"kind": "ServiceAccount", "name": "pipeline-runner", "namespace": "kubeflow"}
-    ]
+    runs_as = {"kind": "ServiceAccount", "name": "ctloop-pipeline", "namespace": "kubeflow"}
+    assert bindings.pop("ctloop-pipeline-deploy")["subjects"] == [runs_as]
+    # There it is bound to KFP's own runner Role, as KFP's shared pipeline-runner is, so that its pods run.
+    runner = bindings.pop("ctloop-pipeline-pipeline-runner")
+    assert runner["metadata"]["namespace"] == "kubeflow" and runner["subjects"] == [runs_as]
+    assert runner["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "pipeline-runner"}
+    accounts = {(d["metadata"]["namespace"], d["metadata"]["name"]) for d in docs if d["kind"] == "ServiceAccount"}
+    assert ("kubeflow", "ctloop-pipeline") in accounts
+    # ctloop submits its runs under it.
+    settings = config.parse(yaml.safe_load(by_kind(docs, "ConfigMap")["ctloop-config"]["data"]["ctloop.yaml"]),
+                            environ={})  # fmt: skip
+    assert settings.endpoints.kfp.service_account == "ctloop-pipeline"
+    assert settings.endpoints.watcher.token_secret == "ctloop-watcher"
     (role,) = roles.values()
     assert role["rules"] == [
         {
@@ -339,8 +355,9 @@ def test_rbac_holds_only_what_the_rollout_controller_uses(chart):
     for name, deployment in by_kind(docs, "Deployment").items():
         pod = deployment["spec"]["template"]["spec"]
         assert pod["automountServiceAccountToken"] is (name == "ctloop-rollout-controller"), name
-    for account in by_kind(docs, "ServiceAccount").values():
-        assert account["automountServiceAccountToken"] is False
+    for name, account in by_kind(docs, "ServiceAccount").items():
+        # KFP's driver, launcher and Argo's executor in the runs' pods call the Kubernetes API with the token.
+        assert account["automountServiceAccountToken"] is (name == "ctloop-pipeline"), name
 
 
 def test_webhook_gets_a_kfp_token_and_nothing_else_does(chart):
@@ -509,9 +526,13 @@ def kinds_and_names(docs: list[dict]) -> set[tuple[str, str]]:
 
 def test_kustomize_base_carries_the_default_render(chart):
     base = kustomize(ROOT / "manifests" / "base")
-    assert kinds_and_names(base) == kinds_and_names(render(chart))
+    # The runs' ServiceAccount and its binding to KFP's runner Role live in KFP's namespace: in kfp/, which has no
+    # namespace transformer.
+    kfp_side = [d for d in kustomize(ROOT / "manifests" / "kfp") if d["kind"] in ("ServiceAccount", "RoleBinding")]
+    assert kinds_and_names(base) | kinds_and_names(kfp_side) == kinds_and_names(render(chart))
     assert {d["metadata"].get("namespace") for d in base} == {NAMESPACE}
-    # kustomize's namespace transformer must leave KFP's ServiceAccount where it is.
+    assert {d["metadata"].get("namespace") for d in kfp_side} == {"kubeflow"}
+    # kustomize's namespace transformer must leave the runs' ServiceAccount where it is.
     binding = by_kind(base, "RoleBinding")["ctloop-pipeline-deploy"]
     assert binding["subjects"][0]["namespace"] == "kubeflow"
 
@@ -536,7 +557,7 @@ def test_generated_manifests_are_current(chart):
 
 def test_kfp_pipeline_objects_are_the_compiled_ones():
     compiled = ROOT / "pipelines" / "compiled" / "kubernetes" / "continuous_training.yaml"
-    docs = kustomize(ROOT / "manifests" / "kfp")
+    docs = [d for d in kustomize(ROOT / "manifests" / "kfp") if d["kind"] not in ("ServiceAccount", "RoleBinding")]
     assert kinds_and_names(docs) == kinds_and_names([d for d in yaml.safe_load_all(compiled.read_text()) if d])
     assert {d["apiVersion"] for d in docs} == {"pipelines.kubeflow.org/v2beta1"}
 

@@ -70,6 +70,33 @@ def test_data_generate_bad_input_names_the_argument(tmp_path):
     assert result.returncode == 2 and "ftp://host/x" in result.stderr
 
 
+def test_drift_backtest_from_a_users_folder_triggers_only_after_the_drift_begins(tmp_path, example_config_text):
+    """`ctloop drift backtest` as a user runs it: their ctloop.yaml in their folder, a reference and a stream of
+    their own (2,000 stable rows, then 2,000 with a covariate drift); it runs in the watch environment."""
+    import yaml
+
+    from ctloop.local import demo_data
+
+    raw = yaml.safe_load(example_config_text)
+    raw["local"]["venvs_dir"] = str(ROOT / ".venvs")
+    (tmp_path / "ctloop.yaml").write_text(yaml.safe_dump(raw))
+    reference, _ = demo_data.generate(5_000, seed=1)
+    reference.to_parquet(tmp_path / "reference.parquet")
+    stable, _ = demo_data.generate(2_000, seed=2)
+    drifted, _ = demo_data.generate(2_000, seed=3, drift="covariate")
+    pd.concat([stable, drifted]).drop(columns=["event_date"]).to_csv(tmp_path / "stream.csv", index=False)
+    result = ctloop("drift", "backtest", "--reference", "reference.parquet", "--stream", "stream.csv", "--json",
+                    cwd=tmp_path)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["events"] == 4_000 and report["windows"] == 8
+    assert report["triggers"] and all(events > 2_000 for events in report["triggers"])
+    assert report["triggers"][0] <= 2_000 + 3 * 500  # within the 2-of-3 windows after the drift begins
+    assert all(detail["features"] for detail in report["details"])  # each trigger names its features
+    missing = ctloop("drift", "backtest", "--reference", "nothing.parquet", "--stream", "stream.csv", cwd=tmp_path)
+    assert missing.returncode == 2 and "nothing.parquet" in missing.stderr and "Traceback" not in missing.stderr
+
+
 def test_validate_says_when_it_cannot_hold_the_span_to_a_champion(tmp_path, example_config_text, free_port):
     """With the registry down, `ctloop validate` says so in one line and judges the span on its own."""
     import yaml

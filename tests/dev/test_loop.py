@@ -127,7 +127,11 @@ def test_the_loop_plays_the_same_story_twice_in_a_row(loop_config, tmp_path):
     urls = summary["urls"]
     refused = httpx.post(f"{urls['webhook']}/v1/retrain", json={"reason": "x"}, timeout=10)
     assert refused.status_code == 401
-    invalid = httpx.post(f"{urls['watcher']}/v1/events", content=b"{}", headers={"Ce-Id": "x"}, timeout=10)
+    anonymous = httpx.post(f"{urls['watcher']}/v1/events", content=b"{}", headers={"Ce-Id": "x"}, timeout=10)
+    assert anonymous.status_code == 401  # the stack's watcher wants its ingestion token, as the gateway sends it
+    token = json.loads((tmp_path / "state" / "stack" / "secrets.json").read_text())["CTLOOP_WATCHER_TOKEN"]
+    invalid = httpx.post(f"{urls['watcher']}/v1/events", content=b"{}", headers={"Ce-Id": "x"}, timeout=10,
+                         auth=("ctloop", token))  # fmt: skip
     assert invalid.status_code == 400
     expressions = dashboard_expressions()
     deadline, empty = time.monotonic() + 90, list(expressions)

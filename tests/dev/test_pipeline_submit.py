@@ -68,6 +68,8 @@ def test_run_sends_the_parameters_and_prints_id_and_url(kfp):
     # the token went along as a bearer token on the API calls
     runs_post = next(h for m, p, h in kfp.state.requests if m == "POST" and p == "/apis/v2beta1/runs")
     assert runs_post.get("authorization") == "Bearer secret-token"
+    # ctloop's own ServiceAccount, which alone may touch the SeldonDeployment (the chart's pipeline-deploy Role)
+    assert run["service_account"] == "ctloop-pipeline"
 
 
 def test_recurring_run_with_a_cron_schedule(kfp):
@@ -79,6 +81,7 @@ def test_recurring_run_with_a_cron_schedule(kfp):
     assert job["max_concurrency"] == "1" or job["max_concurrency"] == 1
     assert job["no_catchup"] is True
     assert f"recurring run {job['recurring_run_id']}" in result.stdout
+    assert job["service_account"] == "ctloop-pipeline"
     assert [e["display_name"] for e in kfp.state.experiments.values()] == ["nightly"]
 
 

@@ -188,6 +188,17 @@ def test_meta_of_the_wrong_shape_is_a_400_naming_it(server, trained, meta, field
         assert status == 400 and f"{field}: expected an object" in json.dumps(body), body
 
 
+def test_a_body_over_the_limit_is_a_413(server, trained):
+    from ctloop.contracts.seldon_message import MAX_BYTES
+
+    # Werkzeug drains a body declared larger than the limit in chunks, holding none of it, and answers 413.
+    for path in ("/api/v1.0/predictions", "/api/v1.0/feedback"):
+        status, body = post(f"{server['url']}{path}", b" " * (MAX_BYTES + 1))
+        assert status == 413 and f"larger than {MAX_BYTES} bytes" in body["status"]["info"], body
+    status, _ = post(f"{server['url']}/api/v1.0/predictions", {"jsonData": trained["rows"][0]})
+    assert status == 200
+
+
 def test_feedback_counts_right_and_wrong_per_served_version(server, trained):
     names, rows = table(trained, 2)
     _, answered = post(f"{server['url']}/api/v1.0/predictions", {"data": {"names": names, "ndarray": rows}})

@@ -77,6 +77,10 @@ def test_covariate_drift_is_confirmed_within_three_windows(tmp_path):
     assert watcher.unfrozen == {trigger["idempotency_key"]: watcher.window_index - 1}
     assert watcher.sink().freeze_labelled(trigger["idempotency_key"], watcher.window_index - 1) == frozen
     assert len(pd.concat(pd.read_parquet(p) for p in Path(frozen).glob("*.parquet"))) > 900
+    # The sender journals that it froze them: the trigger stays pending, with nothing left to copy.
+    watcher.apply({"kind": "frozen", "key": trigger["idempotency_key"], "time": 0.0})
+    assert watcher.unfrozen == {} and watcher.state()["unfrozen"] == {}
+    assert list(watcher.pending_triggers.values()) == [trigger]
     assert sample(watcher, "ctloop_watcher_drift_confirmed") == 0  # counted afresh after the trigger
     assert sample(watcher, "ctloop_watcher_windows_evaluated_total", drift="true") >= 2
     assert metric_names.undeclared(watcher.registry) == []

@@ -28,6 +28,8 @@ from ctloop.contracts import signing
 from . import traffic
 
 SECRET = "test-secret-0123456789"
+TOKEN = "ingest-token-0123456789"  # the watcher's ingestion token; its request loggers send it as Basic credentials
+AUTH = ("ctloop", TOKEN)
 
 
 class WebhookStandIn:
@@ -108,7 +110,7 @@ class Watcher:
         self.process = None
 
     def start(self) -> None:
-        env = {**os.environ, "CTLOOP_WEBHOOK_SECRET": SECRET}
+        env = {**os.environ, "CTLOOP_WEBHOOK_SECRET": SECRET, "CTLOOP_WATCHER_TOKEN": TOKEN}
         argv = [sys.executable, "-m", "ctloop.services.drift_watcher", "--config", str(self.config),
                 "--host", "127.0.0.1", "--port", str(self.port), "--state", str(self.state)]  # fmt: skip
         self.process = subprocess.Popen(argv, env=env, stdout=self.log.open("ab"), stderr=subprocess.STDOUT)
@@ -164,7 +166,7 @@ def post(client: httpx.Client, url: str, rows: list[dict], prefix: str) -> int:
 
 def test_drift_sends_one_signed_retrain_request(watcher):
     watcher.start()
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, auth=AUTH) as client:
         post(client, watcher.url, traffic.rows(600, seed=2), "stable")
         assert not watcher.webhook.received
         post(client, watcher.url, traffic.rows(600, seed=3, drift="covariate"), "drift")
@@ -205,6 +207,7 @@ def test_fuzz_events_never_get_a_5xx_and_the_watcher_stays_healthy(watcher, fuzz
         def one(data):
             kind = data.draw(st.sampled_from(kinds))
             headers = {k: v.encode() for k, v in traffic._headers(kind, "fuzz-1", "main").items()}
+            headers["Authorization"] = f"Bearer {TOKEN}".encode()
             for name in data.draw(st.lists(st.sampled_from(sorted(headers)), max_size=3, unique=True)):
                 headers[name] = data.draw(fuzz.header)
             body = data.draw(fuzz.body(feedback if kind.endswith("feedback") else message))
@@ -215,26 +218,61 @@ def test_fuzz_events_never_get_a_5xx_and_the_watcher_stays_healthy(watcher, fuzz
         one()
         assert client.get("/readyz").status_code == 200
         headers, body = traffic.request_event("after-fuzz", row["features"])
-        assert client.post("/v1/events", content=body, headers=headers).json()["status"] == "accepted"
+        assert client.post("/v1/events", content=body, headers=headers, auth=AUTH).json()["status"] == "accepted"
     fuzz.record("drift-watcher", statuses, time.monotonic() - started)
 
 
 def test_duplicates_are_dropped_and_bad_events_get_a_400(watcher):
     watcher.start()
     headers, body = traffic.request_event("p1", traffic.rows(1, seed=2)[0]["features"])
-    first = httpx.post(f"{watcher.url}/v1/events", content=body, headers=headers)
-    again = httpx.post(f"{watcher.url}/v1/events", content=body, headers=headers)
+    first = httpx.post(f"{watcher.url}/v1/events", content=body, headers=headers, auth=AUTH)
+    again = httpx.post(f"{watcher.url}/v1/events", content=body, headers=headers, auth=AUTH)
     assert first.json()["status"] == "accepted" and again.json()["status"] == "duplicate"
     assert watcher.status()["window"]["rows"] == 1
-    bad = httpx.post(f"{watcher.url}/v1/events", content=body, headers={**headers, "Ce-Type": "nonsense"})
+    bad = httpx.post(f"{watcher.url}/v1/events", content=body, headers={**headers, "Ce-Type": "nonsense"},
+                     auth=AUTH)  # fmt: skip
     assert bad.status_code == 400 and "Ce-Type" in bad.json()["error"]
-    missing = httpx.post(f"{watcher.url}/v1/events", content=b"[]", headers={"Ce-Id": "x"})
+    missing = httpx.post(f"{watcher.url}/v1/events", content=b"[]", headers={"Ce-Id": "x"}, auth=AUTH)
     assert missing.status_code == 400 and "Ce-Requestid" in missing.json()["error"]
+
+
+def test_events_without_the_ingestion_token_are_refused_before_the_body_is_read(watcher):
+    watcher.start()
+    headers, body = traffic.request_event("p1", traffic.rows(1, seed=2)[0]["features"])
+    url = f"{watcher.url}/v1/events"
+    for auth in (None, ("ctloop", TOKEN + "x"), ("ctloop", "")):
+        refused = httpx.post(url, content=body, headers=headers, auth=auth)
+        assert refused.status_code == 401 and "ingestion token" in refused.json()["error"], refused.text
+    for header in ("Bearer", f"Bearer {TOKEN[:-1]}é".encode(), "Basic !!!", f"Token {TOKEN}"):
+        assert httpx.post(url, content=body, headers={**headers, "Authorization": header}).status_code == 401
+    # Declared oversized without the token: a 401, not a 413, and nothing read.
+    head = "POST /v1/events HTTP/1.1\r\nHost: x\r\nCe-Id: big\r\nContent-Type: application/json\r\n"
+    assert " 401 " in raw_post(watcher.port, head + f"Content-Length: {64 * 1024 * 1024}\r\n", b"")
+    assert watcher.status()["window"]["rows"] == 0
+    # As the request logger sends it (Basic, from the logger URL's user information), and as a bearer token.
+    assert httpx.post(url, content=body, headers=headers, auth=AUTH).json()["status"] == "accepted"
+    headers, body = traffic.request_event("p2", traffic.rows(1, seed=3)[0]["features"])
+    answer = httpx.post(url, content=body, headers={**headers, "Authorization": f"Bearer {TOKEN}"})
+    assert answer.json()["status"] == "accepted" and watcher.status()["window"]["rows"] == 2
+    metrics = httpx.get(f"{watcher.url}/metrics").text
+    assert 'ctloop_watcher_rejected_events_total{reason="unauthorized"} 8.0' in metrics
+
+
+def test_the_watcher_refuses_to_start_without_a_valid_ingestion_token(watcher):
+    argv = [sys.executable, "-m", "ctloop.services.drift_watcher", "--config", str(watcher.config), "--state",
+            str(watcher.state), "--port", str(watcher.port)]  # fmt: skip
+    for token in (None, "short", "has spaces in it, long"):
+        env = {k: v for k, v in os.environ.items() if k != "CTLOOP_WATCHER_TOKEN"} | {"CTLOOP_WEBHOOK_SECRET": SECRET}
+        if token is not None:
+            env["CTLOOP_WATCHER_TOKEN"] = token
+        done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=60)
+        assert done.returncode == 2 and "CTLOOP_WATCHER_TOKEN" in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr
 
 
 def test_a_watcher_that_lost_its_state_triggers_again_under_a_new_key(watcher):
     watcher.start()
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, auth=AUTH) as client:
         post(client, watcher.url, traffic.rows(600, seed=2), "stable")
         post(client, watcher.url, traffic.rows(600, seed=3, drift="covariate"), "drift")
         watcher.wait_for(lambda s: not s["pending_triggers"] and s["last_trigger"], "the first trigger to be sent")
@@ -264,7 +302,8 @@ def raw_post(port: int, head: str, body: bytes) -> str:
 def test_an_oversized_body_is_refused_before_it_is_read(watcher):
     watcher.start()
     limit = 4 * 1024 * 1024
-    head = "POST /v1/events HTTP/1.1\r\nHost: x\r\nCe-Id: big\r\nContent-Type: application/json\r\n"
+    head = (f"POST /v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\nCe-Id: big\r\n"
+            "Content-Type: application/json\r\n")  # fmt: skip
     # Declared too large: answered at once, before a byte of the body.
     assert " 413 " in raw_post(watcher.port, head + f"Content-Length: {limit + 1}\r\n", b"")
     # Chunked: answered once the first chunk passes the limit, with the final chunk never sent.
@@ -281,7 +320,7 @@ def test_kill_9_mid_stream_loses_nothing_acknowledged_and_triggers_once(watcher)
     watcher.webhook.down = True  # the confirmed trigger cannot be delivered before the crash
     watcher.start()
     stable, drifted = traffic.rows(400, seed=2), traffic.rows(700, seed=3, drift="covariate")
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, auth=AUTH) as client:
         acknowledged = post(client, watcher.url, stable, "stable")
         acknowledged += post(client, watcher.url, drifted[:550], "drift")
         watcher.wait_for(lambda s: s["pending_triggers"], "drift to be confirmed")
@@ -312,7 +351,7 @@ def test_retrain_data_that_cannot_be_frozen_keeps_the_trigger_until_it_can(watch
     spans.parent.mkdir(parents=True)
     spans.write_text("not a folder")
     watcher.start()
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, auth=AUTH) as client:
         post(client, watcher.url, traffic.rows(600, seed=2), "stable")
         post(client, watcher.url, traffic.rows(600, seed=3, drift="covariate"), "drift")
     watcher.wait_for(lambda s: s["pending_triggers"] and freeze_failures(watcher) >= 2, "two failed freezes")
@@ -336,7 +375,7 @@ def test_a_record_that_cannot_be_applied_is_set_aside_and_the_watcher_goes_on(wa
     # (it raises in apply), a line that is not JSON and one that is no record. The restart sets them aside, counts
     # them, and goes on.
     watcher.start()
-    with httpx.Client(timeout=10) as client:
+    with httpx.Client(timeout=10, auth=AUTH) as client:
         acknowledged = post(client, watcher.url, traffic.rows(50, seed=2), "before")
         # A request answered but not yet labelled: feedback counts once per request, so the poison goes to this one.
         for headers, body in traffic.events_for(traffic.rows(1, seed=9)[0], "unlabelled", "1", feedback=False):
@@ -364,3 +403,65 @@ def test_a_record_that_cannot_be_applied_is_set_aside_and_the_watcher_goes_on(wa
     assert len((watcher.state / "journal" / "unreplayable.jsonl").read_text().splitlines()) == 3
     status = watcher.status()
     assert status["window"]["index"] * 200 + status["window"]["rows"] == acknowledged
+
+
+# -- ctloop drift backtest: the same code, replayed from files
+
+
+def backtest(*args: str) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "ctloop.services.drift_watcher.backtest", *args]
+    return subprocess.run(argv, capture_output=True, text=True, timeout=300)
+
+
+def test_backtest_replays_a_stream_to_the_trigger_the_live_watcher_sent(watcher, tmp_path):
+    """The live watcher process judges a stream over HTTP; the backtest, given the same settings file, the
+    reference sample the watcher cached and the same rows as a file, must trigger after the same window, on the same
+    features with the same p-values."""
+    watcher.start()
+    stable, drifted = traffic.rows(600, seed=2), traffic.rows(600, seed=3, drift="covariate")
+    with httpx.Client(timeout=10, auth=AUTH) as client:
+        post(client, watcher.url, stable + drifted, "live")
+    watcher.wait_for(lambda s: not s["pending_triggers"] and s["last_trigger"], "the trigger to be sent")
+    (request,) = watcher.webhook.received
+    window = int(request["idempotency_key"].split("-w")[1].split("-")[0])
+    stream = pd.DataFrame([r["features"] for r in stable + drifted])
+    stream["score"] = [traffic.score(r["features"]) for r in stable + drifted]
+    stream.to_csv(tmp_path / "stream.csv", index=False)
+    reference = watcher.state / "reference" / "1.parquet"
+
+    done = backtest("--config", str(watcher.config), "--reference", str(reference), "--stream",
+                    str(tmp_path / "stream.csv"), "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["events"] == 1200 and report["windows"] == 6
+    (trigger,) = report["details"]
+    assert report["triggers"] == [trigger["events"]] == [(window + 1) * 200]
+    assert trigger["window"] == window
+    # The same drifting features with the same tests, p-values and distances as the live watcher's reason says.
+    assert trigger["reason"].split("drifting: ")[1] == request["reason"].split("drifting: ")[1]
+    assert trigger["features"] and all(f"{name} (" in request["reason"] for name in trigger["features"])
+    # The text form names the event count and the drifting features.
+    text = backtest("--config", str(watcher.config), "--reference", str(reference), "--stream",
+                    str(tmp_path / "stream.csv"))  # fmt: skip
+    assert f"retrain after event {(window + 1) * 200:,} (window {window})" in text.stdout, text.stdout
+
+
+def test_backtest_bad_input_names_the_file_or_the_option(watcher, tmp_path):
+    reference = tmp_path / "reference.parquet"
+    traffic.reference(500, seed=1).to_parquet(reference)
+    unrelated = tmp_path / "unrelated.csv"
+    pd.DataFrame({"x": [1, 2, 3]}).to_csv(unrelated, index=False)
+    bad_time = tmp_path / "bad_time.csv"
+    frame = pd.DataFrame([r["features"] for r in traffic.rows(10, seed=2)])
+    frame["event_date"] = ["2026-01-01"] * 9 + ["not a date"]
+    frame.to_csv(bad_time, index=False)
+    config = str(watcher.config)
+    for args, expected in (
+        (["--stream", str(unrelated)], f"{unrelated}: none of the settings' features"),
+        (["--stream", str(bad_time)], f"{bad_time}: column event_date (data.timestamp), row 9: not a time"),
+        (["--stream", str(tmp_path / "missing.csv")], "missing.csv"),
+        (["--stream", str(bad_time), "--events-per-second", "0"], "--events-per-second must be positive"),
+    ):
+        done = backtest("--config", config, "--reference", str(reference), *args)
+        assert done.returncode == 2 and expected in done.stderr, done.stderr
+        assert "Traceback" not in done.stderr

@@ -64,6 +64,10 @@ app.kubernetes.io/component: {{ .component }}
 {{- if .Values.secrets.s3.endpointUrl -}}
 {{- $_ := set $endpoints "artifact_store" (dict "s3_endpoint_url" .Values.secrets.s3.endpointUrl) -}}
 {{- end -}}
+{{- $_ := set $endpoints.watcher "token_secret" .Values.secrets.watcher.existingSecret -}}
+{{- if .Values.pipelineDeploy.enabled -}}
+{{- $_ := set $endpoints "kfp" (dict "service_account" .Values.pipelineDeploy.serviceAccount) -}}
+{{- end -}}
 {{- $owned := dict
       "mode" "kubernetes"
       "endpoints" $endpoints
@@ -92,7 +96,7 @@ app.kubernetes.io/component: {{ .component }}
 {{/*
 A ctloop service: Deployment with the service contract's command, probes and port. Call with
 (dict "root" $ "component" "drift-watcher" "module" "drift_watcher" "image" "watch" "values" .Values.driftWatcher
-      "state" true "s3" true "webhookSecret" true "alertmanagerToken" false)
+      "state" true "s3" true "webhookSecret" true "alertmanagerToken" false "ingestToken" true)
 */}}
 {{- define "ctloop.deployment" -}}
 {{- $root := .root -}}
@@ -170,6 +174,13 @@ spec:
                 secretKeyRef:
                   name: {{ $root.Values.secrets.webhook.existingSecret }}
                   key: {{ $root.Values.secrets.webhook.alertmanagerTokenKey }}
+            {{- end }}
+            {{- if .ingestToken }}
+            - name: CTLOOP_WATCHER_TOKEN
+              valueFrom:
+                secretKeyRef:
+                  name: {{ $root.Values.secrets.watcher.existingSecret }}
+                  key: ingest-token
             {{- end }}
             {{- if .s3 }}
             {{- include "ctloop.s3Env" $root | nindent 12 }}

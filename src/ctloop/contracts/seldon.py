@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import copy
 
+from ctloop.contracts import ingestion
+
 # The custom resource's coordinates in the Kubernetes API.
 GROUP, VERSION, PLURAL, KIND = "machinelearning.seldon.io", "v1", "seldondeployments", "SeldonDeployment"
 API_VERSION = f"{GROUP}/{VERSION}"
@@ -21,8 +23,9 @@ PREDICTORS = (MAIN, CANARY, SHADOW)
 EVENTS_PATH = "/v1/events"
 
 
-def logger_url(watcher_url: str) -> str:
-    return f"{watcher_url.rstrip('/')}{EVENTS_PATH}"
+def logger_url(watcher_url: str, token: str) -> str:
+    """The watcher's ingestion path, with its token as the URL's user information (contracts/ingestion.py)."""
+    return ingestion.with_token(f"{watcher_url.rstrip('/')}{EVENTS_PATH}", token)
 
 
 def predictor(sdep: dict | None, name: str) -> dict | None:
@@ -78,7 +81,7 @@ def _container_spec(settings) -> dict:
     }  # fmt: skip
 
 
-def new_predictor(settings, name: str, version: str, model_uri: str, like: dict | None = None) -> dict:
+def new_predictor(settings, name: str, version: str, model_uri: str, token: str, like: dict | None = None) -> dict:
     """A predictor serving registry ``version`` from ``model_uri``; built like ``like`` (main) when given, so that
     what the chart or a person set on main (resources, images, secrets) carries over to the candidate."""
     if like is not None:
@@ -95,7 +98,7 @@ def new_predictor(settings, name: str, version: str, model_uri: str, like: dict 
     parameters = [p for p in graph.get("parameters", []) if p["name"] not in ("model_uri", "model_version")]
     graph["parameters"] = [{"name": "model_uri", "value": "/mnt/models", "type": "STRING"},
                            {"name": "model_version", "value": str(version), "type": "STRING"}, *parameters]  # fmt: skip
-    graph["logger"] = {"mode": "all", "url": logger_url(settings.endpoints.watcher.url)}
+    graph["logger"] = {"mode": "all", "url": logger_url(settings.endpoints.watcher.url, token)}
     return out
 
 

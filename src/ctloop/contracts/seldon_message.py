@@ -16,9 +16,12 @@ import math
 
 from ctloop.errors import BadInputError
 
-__all__ = ["DECISION", "MODEL_VERSION_TAG", "POLICY_VERSION_TAG", "SCORE", "answer", "rows", "truths"]
+__all__ = ["DECISION", "MAX_BYTES", "MODEL_VERSION_TAG", "POLICY_VERSION_TAG", "SCORE", "answer", "rows", "truths"]
 
 SCORE, DECISION = "score", "decision"
+# The largest message the model server and the local gateway read (about 16,000 rows of the demo's 14 features);
+# larger is a 413 before the body is read, so that no client makes a worker hold more.
+MAX_BYTES = 16 * 1024 * 1024
 MODEL_VERSION_TAG, POLICY_VERSION_TAG = "model_version", "policy_version"
 
 
