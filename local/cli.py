@@ -505,12 +505,12 @@ def _webhook_secret(settings) -> bytes:
     """The shared secret from the environment; against the local stack, the one `ctloop up` made, unless set."""
     import os
 
+    from ctloop import shared_secrets
     from ctloop.contracts import signing
-    from ctloop.local import stack
 
     env = settings.webhook.secret_env
     if env not in os.environ and settings.mode.value == "local":
-        made = stack.made_secrets(settings)
+        made = shared_secrets.made(settings)
         if made:
             return made[env].encode()
     return signing.read_secret(env)

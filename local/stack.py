@@ -5,9 +5,9 @@ Each service is a ``Service``: a command, a health URL and the files it keeps un
 ``<state_dir>/stack/``: ``<name>.log`` and ``<name>.pid`` (the PID and the process start time, so that a
 PID reused by another program after a reboot is never mistaken for ours). ``up`` starts what is not already
 running and waits until every service answers its health URL; ``down`` stops them, group and all.
-The services read one resolved copy of the settings (``stack/ctloop.yaml``); the webhook's shared secrets are
-generated once into ``stack/secrets.json`` (mode 0600) and handed over in the environment, as a Kubernetes
-Secret would be.
+The services read one resolved copy of the settings (``stack/ctloop.yaml``); the shared secrets are generated once
+into ``stack/secrets.json`` (mode 0600, ``ctloop.shared_secrets``) and handed over in the environment, as a
+Kubernetes Secret would be.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import contextlib
 import fcntl
 import json
 import os
-import secrets
 import shutil
 import signal
 import socket
@@ -31,7 +30,7 @@ from urllib.request import urlopen
 
 import yaml
 
-from ctloop import deployment_target, monitoring
+from ctloop import deployment_target, monitoring, shared_secrets
 from ctloop.config import LOCAL_HOST, Settings
 from ctloop.errors import BadInputError, CtloopError, NotReadyError
 from ctloop.local import environments
@@ -89,36 +88,6 @@ def _prometheus_config(settings: Settings) -> str:
     return yaml.safe_dump(config, sort_keys=False)
 
 
-def stack_secrets(settings: Settings, state_dir: str | Path | None = None) -> dict[str, str]:
-    """The local stack's shared secrets (the webhook's HMAC secret and Alertmanager token, the watcher's ingestion
-    token), made on first use by whoever needs them first; environment variable -> value."""
-    path = Path(state_dir or settings.local.state_dir) / "stack" / "secrets.json"
-    wanted = (
-        settings.webhook.secret_env,
-        settings.webhook.alertmanager_token_env,
-        settings.endpoints.watcher.token_env,
-    )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    # Locked: the stack and a deploy step may come first at the same time, and both must get the same values.
-    with open(path.parent / ".secrets.lock", "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        values = json.loads(path.read_text()) if path.exists() else {}
-        missing = [env for env in wanted if env not in values]  # a state folder from an older ctloop lacks some
-        if missing:
-            values |= {env: secrets.token_urlsafe(32) for env in missing}
-            staging = path.with_suffix(".tmp")
-            staging.touch(mode=0o600)
-            staging.write_text(json.dumps(values))
-            staging.replace(path)
-    return values
-
-
-def made_secrets(settings: Settings) -> dict[str, str] | None:
-    """The secrets ``stack_secrets`` made for this state folder, or None when no stack was started here."""
-    path = _stack_dir(settings) / "secrets.json"
-    return json.loads(path.read_text()) if path.exists() else None
-
-
 def services(settings: Settings) -> list[Service]:
     """The local stack's services, in start order."""
     state = Path(settings.local.state_dir)
@@ -138,7 +107,7 @@ def services(settings: Settings) -> list[Service]:
     config_file = (_stack_dir(settings) / "ctloop.yaml").resolve()
     # The resolved settings (absolute paths; endpoints the file left unset are this stack's, see config).
     config_files = (("stack/ctloop.yaml", yaml.safe_dump(json.loads(settings.json()), sort_keys=False)),)
-    shared = stack_secrets(settings)
+    shared = shared_secrets.shared(settings)
     secret_env = settings.webhook.secret_env
 
     def loop_service(name: str, python: Path, module: str, port: int, env: dict, own_state: bool = True) -> Service:

@@ -35,7 +35,7 @@ from typing import Protocol
 
 import yaml
 
-from ctloop import artifacts
+from ctloop import artifacts, shared_secrets
 from ctloop.contracts import ingestion
 from ctloop.contracts.rollout import OWNED_ANNOTATIONS
 from ctloop.contracts.seldon import GROUP, KIND, PLURAL, VERSION
@@ -114,9 +114,7 @@ class LocalTarget:
         env = settings.endpoints.watcher.token_env
         if os.environ.get(env):
             return ingestion.read(env)
-        from ctloop.local import stack
-
-        return stack.stack_secrets(settings, self.state_dir)[env]
+        return shared_secrets.shared(settings, self.state_dir)[env]
 
     def _path(self, namespace: str, name: str) -> Path:
         return self.root / namespace / f"{name}.yaml"
