@@ -129,7 +129,8 @@ def test_the_loop_plays_the_same_story_twice_in_a_row(loop_config, tmp_path):
     assert refused.status_code == 401
     anonymous = httpx.post(f"{urls['watcher']}/v1/events", content=b"{}", headers={"Ce-Id": "x"}, timeout=10)
     assert anonymous.status_code == 401  # the stack's watcher wants its ingestion token, as the gateway sends it
-    token = json.loads((tmp_path / "state" / "stack" / "secrets.json").read_text())["CTLOOP_WATCHER_TOKEN"]
+    # The demo's stack keeps its state, and the secrets it made, under the demo's own folder.
+    token = json.loads((out / "state" / "stack" / "secrets.json").read_text())["CTLOOP_WATCHER_TOKEN"]
     invalid = httpx.post(f"{urls['watcher']}/v1/events", content=b"{}", headers={"Ce-Id": "x"}, timeout=10,
                          auth=("ctloop", token))  # fmt: skip
     assert invalid.status_code == 400
