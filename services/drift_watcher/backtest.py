@@ -35,6 +35,8 @@ from ctloop.services.drift_watcher.reference import ReferenceStore
 from ctloop.services.drift_watcher.watcher import Watcher
 
 VERSION = "backtest"
+POLICY = ("detector", "window_size", "evaluate_every", "expected_run_time", "p_value", "correction", "confirm_windows",
+          "of_last_windows", "cooldown_s", "online")  # fmt: skip
 NAMESPACE = "backtest"
 
 
@@ -76,13 +78,13 @@ def replay(settings, reference: pd.DataFrame, stream: pd.DataFrame, events_per_s
         where = {"namespace": NAMESPACE, "deployment": settings.name}
         windows, triggers = [], []
         for i, (row, now) in enumerate(zip(rows, times)):
-            puid, closed = f"e{i}", watcher.window_index
+            puid, judged = f"e{i}", watcher.evaluations
             # In the order the request logger sends them: the request (which may close a window), then the answer.
             watcher.apply({"kind": "request", "id": f"{puid}-q", "puid": puid, "rows": [row], "time": now, **where})
             if scores is not None and math.isfinite(scores[i]):
                 watcher.apply({"kind": "response", "id": f"{puid}-r", "puid": puid, "predictor": MAIN,
                                "model_version": VERSION, "scores": [scores[i]], "time": now, **where})  # fmt: skip
-            if watcher.window_index == closed:
+            if watcher.evaluations == judged:
                 continue
             result = watcher.last_result
             windows.append({"events": i + 1, "window": result["window"], "drift": result["drift"]})
@@ -97,18 +99,7 @@ def replay(settings, reference: pd.DataFrame, stream: pd.DataFrame, events_per_s
         "events": len(rows),
         "reference_rows": len(reference),
         "features": features,
-        "policy": {
-            k: getattr(policy, k)
-            for k in (
-                "window_size",
-                "p_value",
-                "correction",
-                "confirm_windows",
-                "of_last_windows",
-                "cooldown_s",
-                "online",
-            )
-        },  # fmt: skip
+        "policy": {k: getattr(policy, k) for k in POLICY},
         "windows": len(windows),
         "drifting_windows": [w["events"] for w in windows if w["drift"]],
         "triggers": [t["events"] for t in triggers],
@@ -118,11 +109,15 @@ def replay(settings, reference: pd.DataFrame, stream: pd.DataFrame, events_per_s
 
 def text(report: dict) -> str:
     p = report["policy"]
+    if p["detector"] == "sequential":
+        rule = (f"the last {p['window_size']} events tested every {p['evaluate_every']}, one false alarm per "
+                f"{p['expected_run_time']:,} stable events at most")  # fmt: skip
+    else:
+        rule = f"{p['confirm_windows']} of the last {p['of_last_windows']} windows of {p['window_size']}"
     lines = [
         f"replayed {report['events']:,} events against a reference of {report['reference_rows']:,} rows: "
-        f"{report['windows']} windows of {p['window_size']}, {len(report['drifting_windows'])} drifting; "
-        f"{len(report['triggers'])} trigger(s) ({p['confirm_windows']} of the last {p['of_last_windows']} windows, "
-        f"cooldown {p['cooldown_s']} s)"
+        f"{report['windows']} windows tested, {len(report['drifting_windows'])} drifting; "
+        f"{len(report['triggers'])} trigger(s) ({rule}; cooldown {p['cooldown_s']} s)"
     ]
     for t in report["details"]:
         drifting = ", ".join(

@@ -7,7 +7,9 @@ is the last snapshot with the journal replayed on top. Replaying is safe because
 deterministic and its side effects are idempotent (Parquet files named by window, triggers deduplicated by their
 idempotency key).
 
-Files: ``snapshot.json`` ({"segment": n, "state": ...}) and ``journal-<n>.jsonl``, the records after it;
+Files: ``snapshot.json`` ({"segment": n, "state": ...}) and ``journal-<n>.jsonl`` (and any later segments), the
+records after it. A snapshot starts a new segment at once and is written afterwards, off the event loop: until it
+is on disk the older snapshot and every segment after it still tell the whole story, so recovery replays them all;
 ``unreplayable.jsonl`` holds what could not be read or applied ({"why": ..., "record" or "line": ...}), set aside so
 that one bad record never stops the watcher, and kept for a person to read.
 """
@@ -17,9 +19,10 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import threading
 from pathlib import Path
 
-from ctloop import artifacts
+_SLICE = 256  # list items per json.dumps in a snapshot
 
 
 class Journal:
@@ -31,6 +34,8 @@ class Journal:
         self.unreadable = 0  # lines the last recover() set aside
         self.appended = 0  # lines written by this process, across segments: GroupCommit's measure
         self._file = None
+        self._written = -1  # the segment of the newest snapshot on disk
+        self._writing = threading.Lock()
 
     def _path(self, segment: int) -> Path:
         return self.folder / f"journal-{segment:08d}.jsonl"
@@ -42,12 +47,16 @@ class Journal:
         if snapshot_path.exists():
             snapshot = json.loads(snapshot_path.read_text())
             self.segment, state = snapshot["segment"], snapshot["state"]
-        for path in self.folder.glob("journal-*.jsonl"):
-            if path != self._path(self.segment):  # left over from a crash around a snapshot
-                path.unlink()
+            self._written = self.segment
+        segments = sorted(int(p.stem.split("-")[1]) for p in self.folder.glob("journal-*.jsonl"))
+        for old in (n for n in segments if n < self.segment):  # the snapshot holds them: left over from a crash
+            self._path(old).unlink()
         records = []
-        path = self._path(self.segment)
-        if path.exists():
+        later = [n for n in segments if n >= self.segment] or [self.segment]
+        for segment in later:
+            path = self._path(segment)
+            if not path.exists():
+                continue
             data = path.read_bytes()
             complete = data[: data.rfind(b"\n") + 1]  # a torn last line was never acknowledged
             if len(complete) != len(data):
@@ -65,6 +74,7 @@ class Journal:
                     self.unreadable += 1
                     continue
                 records.append(record)
+        self.segment = later[-1]
         self.records_since_snapshot = len(records)
         self._file = self._path(self.segment).open("ab")
         return state, records
@@ -86,19 +96,54 @@ class Journal:
             os.fsync(f.fileno())
 
     def snapshot(self, state: dict) -> None:
-        """Start a new segment whose starting point is ``state``; the old segment goes."""
+        """Start a new segment whose starting point is ``state``, and write ``state``; the old segments go."""
+        self.write_snapshot(self.rotate(), state)
+
+    def rotate(self) -> int:
+        """Start a new segment (the records from here on go there); returns its number for ``write_snapshot``."""
         self._file.flush()
-        os.fsync(self._file.fileno())
-        old = self._path(self.segment)
+        os.fsync(self._file.fileno())  # GroupCommit fsyncs only the current segment: the old one is done here
         self._file.close()
         self.segment += 1
         self._file = self._path(self.segment).open("ab")
-        artifacts.write_bytes(
-            str(self.folder / "snapshot.json"),
-            json.dumps({"segment": self.segment, "state": state}, separators=(",", ":")).encode(),
-        )
-        old.unlink(missing_ok=True)
         self.records_since_snapshot = 0
+        return self.segment
+
+    def write_snapshot(self, segment: int, state: dict) -> None:
+        """Writes ``state``, the state as of the start of ``segment``, then removes the segments before it. Safe in a
+        worker thread while records go to ``segment`` or later: ``state`` must not be changed meanwhile (the
+        watcher's ``state()`` hands out copies). Long lists are encoded a slice at a time: one ``json.dumps`` of the
+        whole state holds the GIL for some 200 ms at 20,000 tracked requests, and the event loop would wait."""
+        with self._writing:
+            if segment > self._written:  # a snapshot begun earlier and written later must not replace a newer one
+                self._write(segment, state)
+                self._written = segment
+
+    def _write(self, segment: int, state: dict) -> None:
+        path = self.folder / "snapshot.json"
+        staging = path.with_name(".snapshot.json.part")
+        with staging.open("wb") as f:
+            f.write(b'{"segment":%d,"state":{' % segment)
+            for i, (key, value) in enumerate(state.items()):
+                f.write(("," if i else "").encode() + json.dumps(key).encode() + b":")
+                if isinstance(value, list):
+                    slices = (value[j : j + _SLICE] for j in range(0, len(value), _SLICE))
+                    f.write(b"[" + b",".join(json.dumps(part, separators=(",", ":"))[1:-1].encode()
+                                             for part in slices) + b"]")  # fmt: skip
+                else:
+                    f.write(json.dumps(value, separators=(",", ":")).encode())
+            f.write(b"}}")
+            f.flush()
+            os.fsync(f.fileno())
+        staging.replace(path)
+        directory = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(directory)
+        finally:
+            os.close(directory)
+        for old in self.folder.glob("journal-*.jsonl"):
+            if int(old.stem.split("-")[1]) < segment:
+                old.unlink(missing_ok=True)
 
     def close(self) -> None:
         if self._file is not None:

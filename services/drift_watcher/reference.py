@@ -47,7 +47,7 @@ class ReferenceStore:
         key = "-".join(
             str(v)
             for v in (
-                policy.expected_run_time,
+                policy.online_expected_run_time,
                 policy.online_bootstraps,
                 policy.min_window_size,
                 policy.min_category_share,

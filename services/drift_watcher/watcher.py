@@ -6,7 +6,9 @@ windows drifted and which triggers are due. Side effects on the way are idempote
 window number, and a trigger's idempotency key is derived from the window that confirmed it.
 
 Records: ``request``/``response``/``feedback`` (parsed CloudEvents, see events.py), ``close`` (a window closed by
-age), ``reference`` (the champion changed) and ``trigger_ack`` (the webhook answered a trigger).
+age), ``verdict`` (a due window's test results, computed off the event loop), ``reference`` (the champion changed),
+``frozen`` (a trigger's retrain data copied) and ``trigger_ack`` (the webhook answered a trigger). A verdict is
+journaled like any record, so a replay applies the same results without testing again.
 """
 
 from __future__ import annotations
@@ -33,8 +35,11 @@ def _bounded_put(mapping: OrderedDict, key, value, cap: int) -> None:
 
 
 class Watcher:
-    def __init__(self, settings: Settings, references: ReferenceStore, registry):
+    def __init__(self, settings: Settings, references: ReferenceStore, registry, defer: bool = False):
         self.settings = settings
+        # defer: a window due for its tests waits in ``due`` for a ``verdict`` record (the service tests it off the
+        # event loop); otherwise it is tested at once (the backtest, the benchmarks).
+        self.defer = defer
         self.policy = settings.drift
         self.references = references
         self.registry = registry
@@ -56,11 +61,18 @@ class Watcher:
         self.window_started: float | None = None
         self.window_index = 0
         self.window_online: list[str] = []  # online detectors that fired during the window
+        # The sequential detector's window: the last window_size rows and scores, tested every evaluate_every rows.
+        self.recent_rows: list[dict] = []
+        self.recent_scores: list[float] = []
+        self.since_evaluated = 0
+        self.evaluations = 0  # windows tested so far
+        self.queued = 0  # the sequential detector's windows due so far: each gets the next number, never reused
+        self.due: list[dict] = []
         self.labelled: list[dict] = []
         self.labelled_puids: OrderedDict[str, None] = OrderedDict()
-        self.confirmation = Confirmation(
-            self.policy.confirm_windows, self.policy.of_last_windows, self.policy.cooldown_s
-        )
+        # The sequential detector's evidence is in its overlapping windows: one alarm is a trigger.
+        k, n = (1, 1) if self.sequential else (self.policy.confirm_windows, self.policy.of_last_windows)
+        self.confirmation = Confirmation(k, n, self.policy.cooldown_s)
         self.pending_triggers: dict[str, dict] = {}
         # key -> last window of its retrain data: frozen by the sender, off the event loop, before the trigger goes.
         self.unfrozen: dict[str, int] = {}
@@ -69,22 +81,30 @@ class Watcher:
         self.last_result: dict | None = None
 
     def state(self) -> dict:
+        """The state as plain data, in containers of its own: the service writes it in a worker thread while the
+        watcher goes on (the rows and answers inside are never changed once made, so they are shared)."""
         return {
             "seen": list(self.seen),
             "requests": list(self.requests.items()),
-            "answers": list(self.answers.items()),
-            "window_rows": self.window_rows,
-            "window_scores": self.window_scores,
+            "answers": [(puid, dict(answers)) for puid, answers in self.answers.items()],
+            "window_rows": list(self.window_rows),
+            "window_scores": list(self.window_scores),
             "window_started": self.window_started,
             "window_index": self.window_index,
-            "window_online": self.window_online,
+            "window_online": list(self.window_online),
+            "recent_rows": list(self.recent_rows),
+            "recent_scores": list(self.recent_scores),
+            "since_evaluated": self.since_evaluated,
+            "evaluations": self.evaluations,
+            "queued": self.queued,
+            "due": list(self.due),
             "online_state": self.online[self.reference_version].state() if self._online() else None,
-            "labelled": self.labelled,
+            "labelled": list(self.labelled),
             "labelled_puids": list(self.labelled_puids),
-            "history": self.confirmation.history,
+            "history": list(self.confirmation.history),
             "last_trigger": self.confirmation.last_trigger,
-            "pending_triggers": self.pending_triggers,
-            "unfrozen": self.unfrozen,
+            "pending_triggers": dict(self.pending_triggers),
+            "unfrozen": dict(self.unfrozen),
             "reference_version": self.reference_version,
             "where": list(self.where),
             "last_result": self.last_result,
@@ -97,6 +117,10 @@ class Watcher:
         self.window_rows, self.window_scores = state["window_rows"], state["window_scores"]
         self.window_started, self.window_index = state["window_started"], state["window_index"]
         self.window_online = state["window_online"]
+        # Absent from snapshots of versions without the sequential detector: it starts with an empty window.
+        self.recent_rows, self.recent_scores = state.get("recent_rows", []), state.get("recent_scores", [])
+        self.since_evaluated, self.evaluations = state.get("since_evaluated", 0), state.get("evaluations", 0)
+        self.queued, self.due = state.get("queued", 0), state.get("due", [])
         self.labelled, self.labelled_puids = state["labelled"], OrderedDict.fromkeys(state["labelled_puids"])
         self.confirmation.history, self.confirmation.last_trigger = state["history"], state["last_trigger"]
         self.pending_triggers = state["pending_triggers"]
@@ -131,11 +155,22 @@ class Watcher:
         if self.window_started is None:
             self.window_started = record["time"]
         for row in record["rows"]:
-            self.window_rows.append({"puid": puid, "time": record["time"], **row})
+            kept = {"puid": puid, "time": record["time"], **row}
+            self.window_rows.append(kept)
+            if self.sequential:
+                self.recent_rows.append(kept)
             if self._online() and self.online[self.reference_version].update_row(row):
                 self._online_fired("online_fet")
         if len(self.window_rows) >= self.policy.window_size:
             self._close_window(record["time"])
+        if self.sequential:
+            del self.recent_rows[: -self.policy.window_size]
+            self.since_evaluated += len(record["rows"])
+            if (
+                self.since_evaluated >= self.policy.evaluate_every
+                and len(self.recent_rows) >= self.policy.min_window_size
+            ):
+                self._evaluate_recent(record["time"])
 
     def _on_response(self, record: dict) -> None:
         puid, predictor, version = record["puid"], record["predictor"], record["model_version"]
@@ -152,6 +187,9 @@ class Watcher:
         _bounded_put(self.answers, puid, answers, self.policy.max_tracked_requests)
         if first and version == self.reference_version:
             self.window_scores.extend(record["scores"])
+            if self.sequential:
+                self.recent_scores.extend(record["scores"])
+                del self.recent_scores[: -self.policy.window_size]
             for score in record["scores"] if self._online() else ():
                 if self.online[self.reference_version].update_score(score):
                     self._online_fired("online_cvm")
@@ -241,7 +279,7 @@ class Watcher:
     def _on_reference(self, record: dict) -> None:
         self._use_reference(record["version"])
         # Drift is judged against the new champion's training data from here on; old evidence no longer counts.
-        self.confirmation.history = []
+        self.confirmation.history, self.recent_scores = [], []
 
     def _on_frozen(self, record: dict) -> None:
         self.unfrozen.pop(record["key"], None)
@@ -263,6 +301,10 @@ class Watcher:
                 lambda: OnlineDetectors(self.references.load(version), self.detectors[version].encoder, self.policy),
             )
 
+    @property
+    def sequential(self) -> bool:
+        return self.policy.detector == "sequential"
+
     def _online(self) -> bool:
         return self.policy.online and self.reference_version in self.online
 
@@ -282,6 +324,7 @@ class Watcher:
         return self.sinks[self.where]
 
     def _close_window(self, now: float) -> None:
+        """Writes the window's serving data (one part per window); with the windows detector, judges it."""
         index, rows, scores = self.window_index, self.window_rows, self.window_scores
         started = self.window_started if self.window_started is not None else now
         self.window_rows, self.window_scores, self.window_started = [], [], None
@@ -294,55 +337,109 @@ class Watcher:
         except Exception:  # the store being away must not stop detection (nor a replay); the window is logged
             log.exception("window %d: writing the serving data failed", index)
         self.labelled = []
-        detector = self.detectors.get(self.reference_version)
-        if detector is None:  # no champion yet: traffic is kept, nothing to compare it with
-            return
-        result = detector.evaluate(rows, scores, min_scores=self.policy.min_window_size // 2)
-        for name in self.window_online:
-            result.tests[name] = {"test": name, "p_value": None, "distance": None, "drift": True}
-            result.drift = True
-        for name in self.online[self.reference_version].detectors if self._online() else ():
-            self.metrics["ctloop_watcher_drift"].labels(detector=name).set(0)
+        if not self.sequential and self.reference_version is not None:  # no champion yet: nothing to compare with
+            self._due({"rows": rows, "scores": scores, "started": started, "index": index, "time": now})
+
+    def _evaluate_recent(self, now: float) -> None:
+        """The sequential detector: the last window_size rows (and the champion's scores of them) are due."""
+        self.since_evaluated = 0
+        if self.reference_version is not None:
+            window = {"rows": list(self.recent_rows), "scores": list(self.recent_scores), "time": now}
+            self._due({**window, "started": self.recent_rows[0]["time"], "index": self.queued})
+            self.queued += 1
+
+    def _due(self, window: dict) -> None:
+        # The online alarms so far belong to this window, and the reference is the one it is judged against.
+        window.update(online=self.window_online, version=self.reference_version)
         self.window_online = []
-        self.metrics["ctloop_watcher_windows_evaluated_total"].labels(
-            detector="window", drift=str(result.drift).lower()
-        ).inc()
-        self.metrics["ctloop_watcher_drift"].labels(detector="window").set(int(result.drift))
-        for name, test in result.tests.items():
+        if self.defer:
+            self.due.append(window)
+        else:
+            self._conclude(window, self.judge(window))
+
+    def judge(self, window: dict) -> dict:
+        """A due window's test results (pure: the service calls it off the event loop, in a worker thread)."""
+        detector = self.detectors[window["version"]]
+        min_scores = self.policy.min_window_size // 2
+        if self.sequential:
+            level = detector.sequential_level(self.policy)
+            result = detector.evaluate_sequential(window["rows"], window["scores"], min_scores, level)
+        else:
+            level, result = None, detector.evaluate(window["rows"], window["scores"], min_scores)
+        return {"drift": result.drift, "tests": result.tests, "rows": result.rows, "level": level}
+
+    def _on_verdict(self, record: dict) -> None:
+        window = next((w for w in self.due if w["index"] == record["index"]), None)
+        if window is None:  # dropped by a trigger meanwhile (sequential: the next alarm needs new evidence)
+            return
+        self.due.remove(window)
+        if record["result"] is not None:  # None: the window could not be tested (logged by the service)
+            self._conclude(window, record["result"])
+
+    def _conclude(self, window: dict, result: dict) -> None:
+        name = "sequential" if self.sequential else "window"
+        self.evaluations += 1
+        tests = dict(result["tests"])
+        for fired in window["online"]:
+            tests[fired] = {"test": fired, "p_value": None, "distance": None, "drift": True}
+        drift = result["drift"] or bool(window["online"])
+        for online in self.online[self.reference_version].detectors if self._online() else ():
+            self.metrics["ctloop_watcher_drift"].labels(detector=online).set(0)
+        self.metrics["ctloop_watcher_windows_evaluated_total"].labels(detector=name, drift=str(drift).lower()).inc()
+        self.metrics["ctloop_watcher_drift"].labels(detector=name).set(int(drift))
+        for feature, test in tests.items():
             if test["p_value"] is None:
                 continue
-            self.metrics["ctloop_watcher_feature_p_value"].labels(feature=name, test=test["test"]).set(test["p_value"])
-            self.metrics["ctloop_watcher_feature_distance"].labels(feature=name, test=test["test"]).set(
-                test["distance"]
-            )
-        self.last_result = {"window": index, "drift": result.drift, "rows": result.rows, "tests": result.tests}
-        if self.confirmation.observe(result.drift, now):
-            self._trigger(index, started, now, result)
+            labels = {"feature": feature, "test": test["test"]}
+            self.metrics["ctloop_watcher_feature_p_value"].labels(**labels).set(test["p_value"])
+            self.metrics["ctloop_watcher_feature_distance"].labels(**labels).set(test["distance"])
+        self.last_result = {"window": window["index"], "drift": drift, "rows": result["rows"], "tests": tests}
+        if result["level"] is not None:
+            self.last_result["level"] = result["level"]
+        if self.confirmation.observe(drift, window["time"]):
+            self._trigger(window, self.last_result)
         self.metrics["ctloop_watcher_drift_confirmed"].set(int(self.confirmation.confirmed))
 
-    def _trigger(self, index: int, started: float, now: float, result) -> None:
+    def _trigger(self, window: dict, result: dict) -> None:
+        index, started, now, level = window["index"], window["started"], window["time"], result.get("level")
         namespace, deployment = self.where
         # The window's start in the key: a replay makes the same key (the webhook answers it as a duplicate), but a
         # watcher that lost its state, and numbers its windows from 0 again, never reuses one for another trigger.
         start = datetime.fromtimestamp(started, UTC)
-        key = f"drift-{namespace}-{deployment}-ref{self.reference_version}-w{index}-{start:%Y%m%dT%H%M%SZ}"
+        mark = "e" if self.sequential else "w"
+        key = f"drift-{namespace}-{deployment}-ref{self.reference_version}-{mark}{index}-{start:%Y%m%dT%H%M%SZ}"
         parts = [
             f"{name} ({t['test']} p={t['p_value']:.2g}, distance={t['distance']:.3g})"
             if t["p_value"] is not None
             else f"{name} (fired during the window)"
-            for name, t in sorted(result.tests.items())
+            for name, t in sorted(result["tests"].items())
             if t["drift"]
         ]
-        first = index - self.policy.of_last_windows + 1
         span = f"{start:%Y-%m-%dT%H:%M:%SZ}..{datetime.fromtimestamp(now, UTC):%H:%M:%SZ}"
-        reason = (
-            f"drift confirmed on {namespace}/{deployment} against champion v{self.reference_version}: "
-            f"{self.policy.confirm_windows} of the last {self.policy.of_last_windows} windows drifted "
-            f"(windows {max(first, 0)}-{index}, last {span}); drifting: {', '.join(parts) or 'none'}"
-        )
+        where = f"{namespace}/{deployment} against champion v{self.reference_version}"
+        if self.sequential:
+            reason = (
+                f"drift detected on {where}: the last {result['rows']} events ({span}) differ at p < {level:.2g} "
+                f"(at most one false alarm per {self.policy.expected_run_time:,} stable events); "
+                f"drifting: {', '.join(parts) or 'none'}"
+            )
+            # The retrain data: the labelled rows of the windows written so far (the one filling goes to the next
+            # run), unless none is written yet. And the next alarm needs new evidence.
+            if self.window_index == 0:
+                self._close_window(now)
+            part = self.window_index - 1
+            self.recent_rows, self.recent_scores, self.due = [], [], []
+        else:
+            first = index - self.policy.of_last_windows + 1
+            reason = (
+                f"drift confirmed on {where}: {self.policy.confirm_windows} of the last {self.policy.of_last_windows} "
+                f"windows drifted (windows {max(first, 0)}-{index}, last {span}); "
+                f"drifting: {', '.join(parts) or 'none'}"
+            )
+            part = index
         # No I/O here (this also runs when the journal is replayed): the store being away must not lose the trigger.
         if not self.policy.retrain_data_uri:
-            self.unfrozen[key] = index
+            self.unfrozen[key] = part
         self.pending_triggers[key] = {
             "reason": reason,
             "data_uri": self.policy.retrain_data_uri or self.sink().frozen_uri(key),

@@ -310,12 +310,27 @@ class Gates(_Model):
 
 
 class DriftPolicy(_Model):
+    detector: Literal["sequential", "windows"] = Field(
+        "sequential",
+        description="sequential: the last window_size events are tested every evaluate_every events, each test at "
+        "the level that gives one false alarm per expected_run_time stable events; windows: disjoint windows, "
+        "confirm_windows of the last of_last_windows at level p_value.",
+    )
     window_size: int = Field(500, ge=10, description="Events per evaluated window.")
+    evaluate_every: int = Field(
+        100, ge=1, description="sequential: events between two tests of the last window_size events."
+    )
+    expected_run_time: int = Field(
+        20000,
+        ge=100,
+        description="sequential: stable events per false alarm, at least (Bonferroni over the tests of each "
+        "evaluation, at level evaluate_every / expected_run_time).",
+    )
     min_window_size: int = Field(200, ge=10, description="A shorter window is not evaluated.")
-    p_value: float = Field(0.05, gt=0.0, lt=1.0, description="Family-wise significance per window.")
+    p_value: float = Field(0.05, gt=0.0, lt=1.0, description="windows: family-wise significance per window.")
     correction: Literal["bonferroni", "fdr"] = Field("bonferroni", description="Multiple-testing correction.")
-    confirm_windows: int = Field(2, ge=1, description="k: drifting windows needed ...")
-    of_last_windows: int = Field(3, ge=1, description="... among the last n windows.")
+    confirm_windows: int = Field(2, ge=1, description="windows: k drifting windows needed ...")
+    of_last_windows: int = Field(3, ge=1, description="... among the last n windows (windows).")
     cooldown_s: int = Field(3600, ge=0, description="No new trigger this long after one.")
     window_max_age_s: int = Field(
         900, ge=1, description="A window this old is evaluated early when it holds min_window_size events."
@@ -327,11 +342,11 @@ class DriftPolicy(_Model):
         description="Categorical levels rarer than this in the reference are merged (chi-squared false alarms).",
     )
     online: bool = Field(False, description="Also run CVMDriftOnline/FETDriftOnline on numeric and binary features.")
-    expected_run_time: int = Field(2000, ge=10, description="Online detectors' expected run time (events).")
+    online_expected_run_time: int = Field(2000, ge=10, description="Online detectors' expected run time (events).")
     online_bootstraps: int = Field(
         5000,
         ge=100,
-        description="Simulations that configure the online detectors' thresholds (cached); at least 2 x the ERT.",
+        description="Simulations that configure the online detectors' thresholds (cached); at least 2 x their ERT.",
     )
     reference_poll_s: int = Field(30, ge=1, description="How often the registry is asked whether the champion changed.")
     retrain_data_uri: str | None = Field(
@@ -354,9 +369,20 @@ class DriftPolicy(_Model):
             raise ValueError("confirm_windows cannot exceed of_last_windows")
         if values["min_window_size"] > values["window_size"]:
             raise ValueError("min_window_size cannot exceed window_size")
-        if values["online"] and values["online_bootstraps"] < 2 * values["expected_run_time"]:
+        if values["online"] and values["online_bootstraps"] < 2 * values["online_expected_run_time"]:
             # A threshold for a false alarm every ERT events is a quantile that fewer runs cannot estimate.
-            raise ValueError("online_bootstraps must be at least 2 x expected_run_time when online is true")
+            raise ValueError("online_bootstraps must be at least 2 x online_expected_run_time when online is true")
+        if (
+            values["online"]
+            and values["detector"] == "sequential"
+            and (values["online_expected_run_time"] < values["expected_run_time"])
+        ):
+            # With the sequential detector an online alarm triggers alone: it may not alarm more often.
+            raise ValueError("with detector sequential, online_expected_run_time must be at least expected_run_time")
+        if values["evaluate_every"] > values["window_size"]:
+            raise ValueError("evaluate_every cannot exceed window_size: events between tests would go untested")
+        if values["evaluate_every"] * 10 > values["expected_run_time"]:
+            raise ValueError("expected_run_time must be at least 10 x evaluate_every")
         return values
 
 

@@ -100,7 +100,19 @@ METRICS: tuple[Metric, ...] = (
         "Journal records that could not be read or applied, set aside (unreplayable.jsonl) so the watcher goes on",
         ("kind",),
         "drift_watcher",
-        values={"kind": ("request", "response", "feedback", "close", "reference", "frozen", "trigger_ack", "unknown")},
+        values={
+            "kind": (
+                "request",
+                "response",
+                "feedback",
+                "close",
+                "verdict",
+                "reference",
+                "frozen",
+                "trigger_ack",
+                "unknown",
+            )
+        },
     ),
     Metric(
         "ctloop_watcher_ingestion_lag_seconds",
@@ -117,7 +129,7 @@ METRICS: tuple[Metric, ...] = (
         "Windows evaluated, by detector and result",
         ("detector", "drift"),
         "drift_watcher",
-        values={"detector": ("window",), "drift": _BOOL},
+        values={"detector": ("window", "sequential"), "drift": _BOOL},
     ),
     Metric(
         "ctloop_watcher_feature_p_value",
@@ -139,7 +151,7 @@ METRICS: tuple[Metric, ...] = (
         "1 when the last window drifted, per detector",
         ("detector",),
         "drift_watcher",
-        values={"detector": ("window", "online_cvm", "online_fet")},
+        values={"detector": ("window", "sequential", "online_cvm", "online_fet")},
     ),
     Metric(
         "ctloop_watcher_drift_confirmed",

@@ -89,9 +89,10 @@ def test_drift_backtest_from_a_users_folder_triggers_only_after_the_drift_begins
                     cwd=tmp_path)  # fmt: skip
     assert result.returncode == 0, result.stderr
     report = json.loads(result.stdout)
-    assert report["events"] == 4_000 and report["windows"] == 8
+    # The default detector tests the last 500 events every 100 from the 200th on.
+    assert report["events"] == 4_000 and report["windows"] >= 35
     assert report["triggers"] and all(events > 2_000 for events in report["triggers"])
-    assert report["triggers"][0] <= 2_000 + 3 * 500  # within the 2-of-3 windows after the drift begins
+    assert report["triggers"][0] <= 2_000 + 500  # before the last 500 events are all drifted ones
     assert all(detail["features"] for detail in report["details"])  # each trigger names its features
     missing = ctloop("drift", "backtest", "--reference", "nothing.parquet", "--stream", "stream.csv", cwd=tmp_path)
     assert missing.returncode == 2 and "nothing.parquet" in missing.stderr and "Traceback" not in missing.stderr

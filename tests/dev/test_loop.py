@@ -119,7 +119,9 @@ def test_the_loop_plays_the_same_story_twice_in_a_row(loop_config, tmp_path):
     # trigger only after this run's drift, no cooldown left over from the first run).
     summary = run_demo(loop_config, out, "--keep-running")
     check_story(summary, out)
-    assert summary["clock"]["drift_detected"] > summary["clock"]["drift_onset"] + 5
+    # This run's drift set it off: after its onset, and soon, as the sequential detector tests the last 500 requests
+    # every 100 (five seconds at the demo's 20 requests/s); disjoint windows with 2 of 3 took 50 s at least.
+    assert 0 < summary["clock"]["drift_detected"] - summary["clock"]["drift_onset"] < 120
 
     # Every dashboard panel's query returns series on the loop's own Prometheus. The two events the story need
     # not have, refused requests, are made here: an unsigned retrain request must be a 401, a CloudEvent without

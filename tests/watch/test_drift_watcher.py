@@ -55,8 +55,47 @@ def sample(watcher: Watcher, name: str, **labels) -> float:
     return total
 
 
-def test_covariate_drift_is_confirmed_within_three_windows(tmp_path):
+def test_sequential_detector_triggers_on_covariate_drift_within_one_window(tmp_path):
+    """The default detector tests the last 300 events every 100; its level per test comes from the expected run
+    time: 100 / 20,000 shared by Bonferroni among the 14 features and the score (computed here, not read back)."""
+    from scipy.stats import ks_2samp
+
     settings = settings_for(tmp_path)
+    assert settings.drift.detector == "sequential" and settings.drift.expected_run_time == 20_000
+    watcher = make_watcher(tmp_path, settings)
+    feed(watcher, traffic.rows(900, seed=2), "stable")
+    assert not watcher.pending_triggers and watcher.evaluations == (900 - 150) // 100 + 1
+    drifted = traffic.rows(1500, seed=3, drift="covariate")
+    for i in range(0, len(drifted), 50):
+        recent = list(watcher.recent_rows)
+        feed(watcher, drifted[i : i + 50], f"drift{i}")
+        if watcher.pending_triggers:
+            break
+    assert watcher.pending_triggers, "covariate drift was never detected"
+    assert i + 50 <= 300  # before the last 300 events are all drifted ones
+    (trigger,) = watcher.pending_triggers.values()
+    level = 100 / 20_000 / (len(traffic.FEATURES) + 1)
+    assert f"p < {level:.2g}" in trigger["reason"]
+    injected = demo_data.generate(1000, 3, drift="covariate")[1]["drift"]["features"]
+    named = [name for name in injected if f"{name} (ks" in trigger["reason"]]
+    assert named, trigger["reason"]
+    # The p-value the trigger names is scipy's two-sample KS of the tested window against the reference.
+    tested = (recent + [{"features": r["features"]} for r in drifted[i : i + 50]])[-300:]
+    window = [r.get("features", r) for r in tested]
+    reference = traffic.reference(4000, seed=1)
+    expected = ks_2samp([r[named[0]] for r in window], reference[named[0]].to_numpy()).pvalue
+    assert f"{named[0]} (ks p={expected:.2g}" in trigger["reason"] and expected < level
+    # The retrain data: the labelled rows of the windows written (a window's last row is labelled after it is
+    # written); fresh evidence for the next alarm.
+    assert watcher.unfrozen == {trigger["idempotency_key"]: watcher.window_index - 1} and watcher.recent_rows == []
+    frozen = watcher.sink().freeze_labelled(trigger["idempotency_key"], watcher.window_index - 1)
+    assert len(pd.concat(pd.read_parquet(p) for p in Path(frozen).glob("*.parquet"))) == (900 + i + 50) // 300 * 300 - 1
+    assert sample(watcher, "ctloop_watcher_windows_evaluated_total", detector="sequential", drift="true") == 1
+    assert metric_names.undeclared(watcher.registry) == []
+
+
+def test_windows_detector_confirms_covariate_drift_within_three_windows(tmp_path):
+    settings = settings_for(tmp_path, detector="windows")
     watcher = make_watcher(tmp_path, settings)
     feed(watcher, traffic.rows(900, seed=2), "stable")
     assert watcher.window_index == 3 and not watcher.pending_triggers
@@ -86,8 +125,17 @@ def test_covariate_drift_is_confirmed_within_three_windows(tmp_path):
     assert metric_names.undeclared(watcher.registry) == []
 
 
-def test_a_long_stable_stream_triggers_nothing(tmp_path):
-    settings = settings_for(tmp_path)
+def test_a_long_stable_stream_triggers_nothing_with_the_sequential_detector(tmp_path):
+    watcher = make_watcher(tmp_path, settings_for(tmp_path))
+    feed(watcher, traffic.rows(6000, seed=4), "stable")
+    # Tested from the 150th event on (min_window_size), then every 100.
+    assert sample(watcher, "ctloop_watcher_windows_evaluated_total", detector="sequential") == (6000 - 150) // 100 + 1
+    assert sample(watcher, "ctloop_watcher_windows_evaluated_total", drift="true") == 0
+    assert not watcher.pending_triggers and watcher.window_index == 20
+
+
+def test_a_long_stable_stream_triggers_nothing_with_the_windows_detector(tmp_path):
+    settings = settings_for(tmp_path, detector="windows")
     watcher = make_watcher(tmp_path, settings)
     feed(watcher, traffic.rows(6000, seed=4), "stable")
     windows = sample(watcher, "ctloop_watcher_windows_evaluated_total")
@@ -167,8 +215,9 @@ def test_feedback_counts_once_per_request_however_often_it_is_sent(tmp_path):
     assert [r[settings_for(tmp_path).data.label] for r in watcher.labelled] == [row["label"]]
 
 
-def test_state_round_trips_through_json(tmp_path):
-    settings = settings_for(tmp_path)
+@pytest.mark.parametrize("detector", ["sequential", "windows"])
+def test_state_round_trips_through_json(tmp_path, detector):
+    settings = settings_for(tmp_path, detector=detector)
     first = make_watcher(tmp_path, settings)
     rows = traffic.rows(1000, seed=7, drift="covariate")
     feed(first, rows[:450], "a")
@@ -181,7 +230,7 @@ def test_state_round_trips_through_json(tmp_path):
         for record in records:
             watcher.apply(record)
     assert first.state() == second.state()
-    assert first.window_index == 3 and first.confirmation.history == second.confirmation.history
+    assert first.window_index == 3 and first.evaluations == second.evaluations >= 3
 
 
 @pytest.mark.parametrize(
@@ -251,7 +300,8 @@ def test_json_data_requests_are_read_too():
 
 
 def test_online_detectors_fire_on_drift_and_resume_after_a_restart(tmp_path):
-    settings = settings_for(tmp_path, online=True, expected_run_time=1500, online_bootstraps=3000)
+    settings = settings_for(tmp_path, detector="windows", online=True, online_expected_run_time=1500,
+                            online_bootstraps=3000)  # fmt: skip
     watcher = make_watcher(tmp_path, settings)
     feed(watcher, traffic.rows(600, seed=2), "stable")
     assert not watcher.pending_triggers and not watcher.window_online
@@ -269,3 +319,51 @@ def test_online_detectors_fire_on_drift_and_resume_after_a_restart(tmp_path):
     assert fired and fired[0] <= 300, "the online detector did not fire within one window of the onset"
     assert json.loads(json.dumps(copy.state())) == json.loads(json.dumps(watcher.state()))
     assert list((tmp_path / "reference").glob("1.online-*.pickle"))
+
+
+def verdicts(watcher: Watcher) -> None:
+    """What the service's judge loop does, in line: each due window tested and its verdict applied, in order."""
+    while watcher.due:
+        window = watcher.due[0]
+        watcher.apply({"kind": "verdict", "index": window["index"], "result": watcher.judge(window), "time": 0.0})
+
+
+@pytest.mark.parametrize("detector", ["sequential", "windows"])
+def test_windows_tested_later_reach_the_state_of_windows_tested_at_once(tmp_path, detector):
+    """The service tests due windows off the event loop and journals each verdict; applied in order, the verdicts
+    make the same state, the same trigger and the same reason as testing each window at once."""
+    settings = settings_for(tmp_path, detector=detector)
+    records = []
+    rows = traffic.rows(600, seed=2) + traffic.rows(900, seed=3, drift="covariate")
+    for i, row in enumerate(rows):
+        records += [cloudevents.parse(h, b) for h, b in traffic.events_for(row, f"e-{i}", "1")]
+    at_once = make_watcher(tmp_path / "a", settings)
+    later = Watcher(settings, at_once.references, CollectorRegistry(), defer=True)
+    later.apply({"kind": "reference", "version": "1", "time": 0.0})
+    waited = 0
+    for record in records:
+        at_once.apply(record)
+        later.apply(record)
+        waited = max(waited, len(later.due))
+        verdicts(later)
+    assert waited == 1 and at_once.pending_triggers
+    assert json.loads(json.dumps(later.state())) == json.loads(json.dumps(at_once.state()))
+
+
+def test_a_verdict_for_a_window_a_trigger_dropped_is_ignored(tmp_path):
+    settings = settings_for(tmp_path)
+    reference = make_watcher(tmp_path, settings).references
+    watcher = Watcher(settings, reference, CollectorRegistry(), defer=True)
+    watcher.apply({"kind": "reference", "version": "1", "time": 0.0})
+    feed(watcher, traffic.rows(600, seed=3, drift="covariate"), "drift")
+    assert not watcher.pending_triggers and len(watcher.due) > 2  # nothing tested yet: every window waits
+    first, second = watcher.due[0], watcher.due[-1]
+    results = {w["index"]: watcher.judge(w) for w in (first, second)}
+    for window in (second, first):  # the later window's verdict first: it triggers and drops the rest
+        watcher.apply({"kind": "verdict", "index": window["index"], "result": results[window["index"]], "time": 0})
+    assert len(watcher.pending_triggers) == 1 and watcher.due == [] and watcher.evaluations == 1
+    # A window that could not be tested is recorded as such and leaves the queue without a decision.
+    feed(watcher, traffic.rows(200, seed=4), "more")
+    (window,) = watcher.due
+    watcher.apply({"kind": "verdict", "index": window["index"], "result": None, "time": 0.0})
+    assert watcher.due == [] and watcher.evaluations == 1

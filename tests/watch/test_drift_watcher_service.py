@@ -23,6 +23,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from ctloop import config
 from ctloop.contracts import signing
 
 from . import traffic
@@ -172,12 +173,12 @@ def test_drift_sends_one_signed_retrain_request(watcher):
         post(client, watcher.url, traffic.rows(600, seed=3, drift="covariate"), "drift")
     status = watcher.wait_for(lambda s: not s["pending_triggers"] and s["last_trigger"], "the trigger to be sent")
     (request,) = watcher.webhook.received
-    assert request["source"] == "drift-watcher" and "drift confirmed" in request["reason"]
+    assert request["source"] == "drift-watcher" and "drift detected" in request["reason"]
     frozen = pd.concat(pd.read_parquet(p) for p in Path(request["data_uri"]).glob("*.parquet"))
     # Frozen at the trigger: the labelled rows of every window written so far (each window's last request gets
     # its feedback after the window is written), never the rows that came after.
     assert request["data_uri"].endswith(request["idempotency_key"])
-    assert len(frozen) > 600 and len(frozen) % 200 == 199
+    assert len(frozen) >= 599 and len(frozen) % 200 == 199  # at least the 600 stable events
     metrics = httpx.get(f"{watcher.url}/metrics").text
     assert 'ctloop_watcher_triggers_total{outcome="accepted"} 1.0' in metrics
     assert status["window"]["index"] == 6
@@ -284,8 +285,8 @@ def test_a_watcher_that_lost_its_state_triggers_again_under_a_new_key(watcher):
         post(client, watcher.url, traffic.rows(600, seed=3, drift="covariate"), "drift-again")
     watcher.wait_for(lambda s: not s["pending_triggers"] and s["last_trigger"], "the second trigger to be sent")
     first, second = watcher.webhook.received
-    window = [request["idempotency_key"].split("-w")[1].split("-")[0] for request in (first, second)]
-    assert window[0] == window[1]  # the same window number, which alone would have made the same key
+    window = [re.search(r"-e(\d+)-", request["idempotency_key"]).group(1) for request in (first, second)]
+    assert window[0] == window[1]  # the same evaluation number, which alone would have made the same key
     assert first["idempotency_key"] != second["idempotency_key"]
     metrics = httpx.get(f"{watcher.url}/metrics").text
     assert 'ctloop_watcher_triggers_total{outcome="accepted"} 1.0' in metrics  # this process's one, not refused
@@ -365,7 +366,7 @@ def test_retrain_data_that_cannot_be_frozen_keeps_the_trigger_until_it_can(watch
     # The same rows as a freeze at the trigger would have taken: every window up to the one that confirmed it.
     frozen = pd.concat(pd.read_parquet(p) for p in Path(request["data_uri"]).glob("*.parquet"))
     assert request["data_uri"].endswith(request["idempotency_key"])
-    assert len(frozen) > 600 and len(frozen) % 200 == 199
+    assert len(frozen) >= 599 and len(frozen) % 200 == 199  # at least the 600 stable events
     labelled = list((spans.parent / "labelled").glob("*.parquet"))
     assert len(list(Path(request["data_uri"]).glob("*.parquet"))) < len(labelled)  # not the windows after it
 
@@ -423,7 +424,7 @@ def test_backtest_replays_a_stream_to_the_trigger_the_live_watcher_sent(watcher,
         post(client, watcher.url, stable + drifted, "live")
     watcher.wait_for(lambda s: not s["pending_triggers"] and s["last_trigger"], "the trigger to be sent")
     (request,) = watcher.webhook.received
-    window = int(request["idempotency_key"].split("-w")[1].split("-")[0])
+    evaluation = int(re.search(r"-e(\d+)-", request["idempotency_key"]).group(1))
     stream = pd.DataFrame([r["features"] for r in stable + drifted])
     stream["score"] = [traffic.score(r["features"]) for r in stable + drifted]
     stream.to_csv(tmp_path / "stream.csv", index=False)
@@ -433,17 +434,20 @@ def test_backtest_replays_a_stream_to_the_trigger_the_live_watcher_sent(watcher,
                     str(tmp_path / "stream.csv"), "--json")  # fmt: skip
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
-    assert report["events"] == 1200 and report["windows"] == 6
+    # The default detector tests the last 200 events (window_size here) once 100 are in (min_window_size) and
+    # 100 (evaluate_every) have come since the last test.
+    every = config.DriftPolicy().evaluate_every
+    tested = [event for event in range(100, 1201) if (event - 100) % every == 0]
     (trigger,) = report["details"]
-    assert report["triggers"] == [trigger["events"]] == [(window + 1) * 200]
-    assert trigger["window"] == window
+    assert report["events"] == 1200 and report["triggers"] == [trigger["events"]] == [tested[evaluation]]
+    assert trigger["window"] == evaluation and report["windows"] <= len(tested)
     # The same drifting features with the same tests, p-values and distances as the live watcher's reason says.
     assert trigger["reason"].split("drifting: ")[1] == request["reason"].split("drifting: ")[1]
     assert trigger["features"] and all(f"{name} (" in request["reason"] for name in trigger["features"])
     # The text form names the event count and the drifting features.
     text = backtest("--config", str(watcher.config), "--reference", str(reference), "--stream",
                     str(tmp_path / "stream.csv"))  # fmt: skip
-    assert f"retrain after event {(window + 1) * 200:,} (window {window})" in text.stdout, text.stdout
+    assert f"retrain after event {tested[evaluation]:,} (window {evaluation})" in text.stdout, text.stdout
 
 
 def test_backtest_bad_input_names_the_file_or_the_option(watcher, tmp_path):
