@@ -62,13 +62,21 @@ def test_fuzz_the_api_never_answers_5xx_and_the_controller_stays_healthy(tmp_pat
     from hypothesis import given
 
     st = fuzz.st
-    config, settings = h.write_config(tmp_path, interval_s=1)
+    # Nothing answers at Prometheus, so the rollout pauses; it must still be paused, not rolled back for the outage
+    # or the deadline, however long the fuzzing takes on a loaded machine (it once took over a minute).
+    config, settings = h.write_config(tmp_path, interval_s=1, prometheus_outage_s=3600, deadline_s=3600)
     port = free_port()
     process = h.start_controller(config, settings, port, tmp_path / "log.txt")
     target = deployment_target.connect(settings)
     registry = h.MemoryRegistry()
     executor.deploy(settings, target, registry, "1", "file:///m1")
     executor.deploy(settings, target, registry, "2", "file:///m2")
+    rollout = f"http://127.0.0.1:{port}/v1/rollouts/ctloop/credit-risk"
+    deadline, body = time.monotonic() + 60, {}
+    while time.monotonic() < deadline and body.get("phase") != "Shadowing":  # mid-rollout before the first request
+        body = httpx.get(rollout).json()
+        time.sleep(0.2)
+    assert body["candidate"] == "2", body
     segment = st.sampled_from(["ctloop", "credit-risk", "", ".."]) | st.binary(max_size=12).map(
         lambda b: quote(b, safe="")
     )
@@ -95,7 +103,8 @@ def test_fuzz_the_api_never_answers_5xx_and_the_controller_stays_healthy(tmp_pat
 
             one()
             assert client.get("/readyz").status_code == 200
-            assert client.get("/v1/rollouts/ctloop/credit-risk").json()["candidate"] == "2"
+            after = client.get("/v1/rollouts/ctloop/credit-risk").json()
+            assert after["candidate"] == "2" and after["phase"] == "Shadowing", after
     finally:
         process.terminate()
         process.wait(20)
