@@ -47,7 +47,7 @@ def main() -> None:
     rows = [[name.replace("_", " "), f"{clock[name] - onset:.0f} s"] for name in steps if name in clock and onset]
     tallies = summary["traffic"]
     lines = [
-        "## From drift onset (20 client requests/s, windows of 500, confirmation 2 of 3)",
+        "## From drift onset (20 client requests/s; the default sequential detector: the last 500 tested every 100)",
         "",
         "| to | after |",
         "| --- | --- |",
