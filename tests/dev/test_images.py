@@ -10,6 +10,7 @@ image.
 
 import ast
 import fnmatch
+import importlib.util
 import os
 import re
 import shutil
@@ -422,17 +423,54 @@ def test_dockerignore_keeps_local_state_out_of_the_context():
     assert {"**/__pycache__", "__pycache__"} & patterns
 
 
-def test_make_images_builds_each_target_from_the_one_dockerfile():
+def load_build_script():
+    spec = importlib.util.spec_from_file_location("images_build", IMAGES_DIR / "build.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_make_images_runs_the_build_script_with_the_registry_and_tag():
     declared = re.search(r"^IMAGES\s*:?=\s*(.*)$", (ROOT / "Makefile").read_text(), re.MULTILINE)
     assert declared and declared.group(1).split() == IMAGES, "the Makefile's IMAGES differ from the images"
-    recipe = " ".join(make_dry_run("images").replace("\\\n", " ").split())
-    assert "for image in " + " ".join(IMAGES) + ";" in recipe
-    build_command = re.search(r"docker build (.*?) \.\s*;", recipe)
-    assert build_command, recipe
-    words = build_command.group(1).split()
-    assert words[words.index("-f") + 1] == "images/Dockerfile"
-    assert "IMAGE=$image" in words and words[words.index("IMAGE=$image") - 1] == "--build-arg"
-    assert words[words.index("--target") + 1] == "$image"
+    assert list(load_build_script().IMAGES) == IMAGES, "images/build.py builds other images than the Makefile's"
+    recipe = " ".join(make_dry_run("images", "REGISTRY=registry.example/ml", "TAG=9.9").replace("\\\n", " ").split())
+    assert re.search(r"images/build\.py --engine auto --registry registry\.example/ml --tag 9\.9", recipe), recipe
+
+
+@pytest.mark.parametrize("engine", ["docker", "buildah"])
+def test_each_engine_builds_the_target_from_the_one_dockerfile(engine, monkeypatch, tmp_path):
+    build = load_build_script()
+    ran = []
+    monkeypatch.setattr(build, "run", lambda argv, **kwargs: ran.append(argv))
+    ca = tmp_path / "ca.pem"
+    build.build(engine, "serve", "registry.example/ml/ctloop-serve:9.9", ca)
+    build.build(engine, "train", "registry.example/ml/ctloop-train:9.9", None)
+    for argv, image, secret in ((ran[0], "serve", True), (ran[1], "train", False)):
+        assert argv[:2] == (["docker", "build"] if engine == "docker" else ["buildah", "bud"]) and argv[-1] == "."
+        assert argv[argv.index("-f") + 1] == "images/Dockerfile"
+        assert argv[argv.index("--target") + 1] == image and f"IMAGE={image}" in argv
+        assert argv[argv.index("--build-arg", argv.index(f"IMAGE={image}") + 1) + 1].startswith("CTLOOP_GIT_SHA=")
+        assert argv[argv.index("-t") + 1] == f"registry.example/ml/ctloop-{image}:9.9"
+        # The CA bundle only as a build secret, which no layer keeps; never as a build argument.
+        assert (f"id=pip-ca,src={ca}" in argv) is secret and not any(str(ca) in a for a in argv if "pip-ca" not in a)
+    if engine == "buildah":  # no daemon, and never a pull: the base is there or its stand-in was made
+        assert all("--isolation" in a and "--pull=never" in a for a in ran)
+
+
+def test_the_dockerfile_hands_pip_the_ca_bundle_only_as_a_secret(stages):
+    fetching = [
+        instruction
+        for stage in stages
+        for instruction in stage.instructions
+        if instruction.keyword == "RUN"
+        and re.search(r"\bpip (wheel|--python)", instruction.args)
+        and "--no-index" not in instruction.args
+    ]
+    assert len(fetching) == 2, fetching  # the wheel's build dependencies, the lock
+    for instruction in fetching:
+        assert instruction.args.startswith("--mount=type=secret,id=pip-ca,required=false"), instruction.args
+        assert "PIP_CERT=/run/secrets/pip-ca" in instruction.args
 
 
 @pytest.mark.parametrize("env", ENVS)
