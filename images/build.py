@@ -10,9 +10,9 @@ own packages with mmdebstrap (python3.11 with its headers, python3-pip) and tagg
 says so. The stand-in is for building and testing on such a machine only: its Python is Debian's 3.11.2, not the
 base's 3.11.14, and what it builds must not be published.
 
-pip inside the build trusts the certificate bundle that PIP_CERT or SSL_CERT_FILE names, handed in as a build secret
-(RUN --mount=type=secret): machines that reach the index through a TLS-intercepting proxy need it, and a secret mount
-leaves nothing in any layer.
+pip inside the build trusts the machine's certificate bundle (the file PIP_CERT, SSL_CERT_FILE or REQUESTS_CA_BUNDLE
+names, else the system's), handed in as a build secret (RUN --mount=type=secret): machines that reach the index
+through a TLS-intercepting proxy need it, and a secret mount leaves nothing in any layer.
 
 Each image's build time and size go to <out>/images.json and images.md (default bench/results). Standard library
 only: it runs before any environment exists.
@@ -38,6 +38,7 @@ IMAGES = ("validate", "train", "serve", "control", "watch")
 BASE = "docker.io/library/python:3.11.14-slim-bookworm"  # images/Dockerfile's FROM, fully qualified
 STAND_IN_LABEL = "org.ctloop.stand-in"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's and Ubuntu's
 
 
 def default_tag() -> str:
@@ -51,10 +52,12 @@ def docker_answers() -> bool:
 
 
 def ca_bundle() -> Path | None:
-    for name in ("PIP_CERT", "SSL_CERT_FILE"):
-        value = os.environ.get(name)
-        if value and Path(value).is_file():
-            return Path(value)
+    """The certificates pip in the build should trust: the machine's own, which hold a TLS-intercepting proxy's CA
+    where there is one (the base image's pip would trust only certifi's)."""
+    named = [os.environ.get(name) for name in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE")]
+    for candidate in (*filter(None, named), SYSTEM_CA_BUNDLE):
+        if Path(candidate).is_file():
+            return Path(candidate)
     return None
 
 

@@ -506,3 +506,20 @@ def test_local_lock_carries_the_image_pins(env):
     assert not rehashed, f"{env}: same pins, different hashes: {rehashed}"
     extra = set(local_lock) - set(image_lock)
     assert {"pytest", "pytest-timeout"} <= extra | set(image_lock), f"{env}: local.lock lacks the test tools"
+
+
+def test_pip_in_the_build_trusts_the_machines_bundle(monkeypatch, tmp_path):
+    build = load_build_script()
+    named, system = tmp_path / "proxy-ca.pem", tmp_path / "system.pem"
+    named.write_text("x")
+    system.write_text("x")
+    monkeypatch.setattr(build, "SYSTEM_CA_BUNDLE", str(system))
+    for name in ("PIP_CERT", "SSL_CERT_FILE", "REQUESTS_CA_BUNDLE"):
+        monkeypatch.delenv(name, raising=False)
+    assert build.ca_bundle() == system
+    monkeypatch.setenv("SSL_CERT_FILE", str(tmp_path / "absent.pem"))  # a name that points nowhere is passed over
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(named))
+    assert build.ca_bundle() == named
+    monkeypatch.setattr(build, "SYSTEM_CA_BUNDLE", str(tmp_path / "absent.pem"))
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE")
+    assert build.ca_bundle() is None
