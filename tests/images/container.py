@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import signal
 import subprocess
 import uuid
 from pathlib import Path
@@ -104,5 +105,29 @@ class Pod:
             stdout=stream, stderr=subprocess.STDOUT,
         )  # fmt: skip
 
+    @staticmethod
+    def stop(process: subprocess.Popen, grace: float = 10) -> int:
+        """Ends a container as the kubelet does: SIGTERM to its first process, SIGKILL once the grace period is over.
+        That process is the first of its PID namespace, so every other process in it dies with it. (unshare, which
+        ``process`` is, ignores SIGTERM while it waits, and the child it would kill on its own death has changed
+        user, which clears that request.)"""
+        try:
+            first = [int(pid) for pid in Path(f"/proc/{process.pid}/task/{process.pid}/children").read_text().split()]
+        except FileNotFoundError:  # it has ended already
+            first = []
+        for pid in first:
+            os.kill(pid, signal.SIGTERM)
+        try:
+            return process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            for pid in first:
+                os.kill(pid, signal.SIGKILL)
+            return process.wait(timeout=30)
+
     def close(self) -> None:
+        """Removes the network namespace; a process still in it (a container not stopped) is killed and named."""
+        left = _out(["ip", "netns", "pids", self.netns]).split()
+        for pid in left:
+            os.kill(int(pid), signal.SIGKILL)
         subprocess.run(["ip", "netns", "del", self.netns], capture_output=True)
+        assert not left, f"processes {left} outlived their container in {self.netns}"

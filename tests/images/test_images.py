@@ -109,15 +109,8 @@ def run_to_end(process: subprocess.Popen, log: Path, timeout: float = 600) -> in
     try:
         return process.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
-        process.kill()
+        Pod.stop(process, grace=0)
         raise AssertionError(f"did not finish in {timeout} s: {log.read_text()[-3000:]}") from None
-
-
-def stop(process: subprocess.Popen) -> None:
-    """Ends a container: unshare, which ignores SIGTERM while it waits, kills its child (the namespace's first
-    process, so every process in it) when it dies."""
-    process.kill()
-    process.wait(timeout=30)
 
 
 def config_folder(tmp_path: Path) -> Path:
@@ -233,7 +226,7 @@ def test_train_image_trains_and_the_serve_image_serves_its_model_with_the_traini
         answer = http(pod, "POST", "http://127.0.0.1:9000/api/v1.0/predictions", body,
                       {"Content-Type": "application/json"})  # fmt: skip
     finally:
-        stop(server)
+        pod.stop(server)
     assert answer["status"] == 200, answer
     from ctloop.contracts import seldon_message
 
@@ -279,4 +272,4 @@ def test_control_and_watch_images_answer_health_and_the_watcher_journals_under_t
         assert headers["Ce-Id"] in [record.get("id") for record in records]
     finally:
         for process in started:
-            stop(process)
+            pod.stop(process)
