@@ -94,16 +94,23 @@ class Pod:
             ),  # fmt: skip
             f"mount -o remount,bind,ro {root}",
         ]
-        environment = [*config.get("Env", []), *(f"{k}={v}" for k, v in (env or {}).items())]
+        # The image's environment and the pod's, handed down from here rather than on a command line, where the
+        # secrets among them would show in every process listing. Its PATH also finds the tools used on the way.
+        environment = dict(item.split("=", 1) for item in config.get("Env", []))
+        environment.update(env or {})
         user = config.get("User") or USER
-        inside = ["/usr/bin/env", "-i", *environment, "/bin/sh", "-c", 'cd "$0" && exec "$@"', workdir, *command]
+        inside = ["/bin/sh", "-c", 'cd "$0" && exec "$@"', workdir, *command]
         script = " && ".join(steps) + f" && exec chroot --userspec={user} {root} " + shlex.join(inside)
         stream = log.open("wb") if log else subprocess.DEVNULL
-        return subprocess.Popen(
-            ["ip", "netns", "exec", self.netns, "unshare", "--mount", "--pid", "--fork", "--kill-child", "--",
-             "/bin/sh", "-c", script],
-            stdout=stream, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+        try:
+            return subprocess.Popen(
+                ["ip", "netns", "exec", self.netns, "unshare", "--mount", "--pid", "--fork", "--kill-child", "--",
+                 "/bin/sh", "-c", script],
+                stdout=stream, stderr=subprocess.STDOUT, env=environment,
+            )  # fmt: skip
+        finally:
+            if log:
+                stream.close()  # the container holds its own copy
 
     @staticmethod
     def stop(process: subprocess.Popen, grace: float = 10) -> int:
