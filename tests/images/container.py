@@ -60,12 +60,14 @@ class Pod:
         return subprocess.run(["ip", "netns", "exec", self.netns, *argv], **kwargs)
 
     def start(self, image: Image, tmp: Path, command: list[str] | None = None, args: list[str] | None = None,
-              read_only: dict[str, Path] | None = None, env: dict[str, str] | None = None,
-              log: Path | None = None) -> subprocess.Popen:  # fmt: skip
+              read_only: dict[str, Path] | None = None, writable: dict[str, Path] | None = None,
+              env: dict[str, str] | None = None, log: Path | None = None) -> subprocess.Popen:  # fmt: skip
         """Starts a container of ``image``; ``command`` and ``args`` as in a pod spec (command replaces the
-        image's ENTRYPOINT, args its CMD)."""
-        tmp.mkdir(parents=True, exist_ok=True)
-        os.chown(tmp, 10001, 10001)
+        image's ENTRYPOINT, args its CMD). ``tmp`` is its /tmp; ``writable`` are further writable volumes (a
+        PersistentVolumeClaim), owned by the pod's user as fsGroup would make them."""
+        for folder in (tmp, *(writable or {}).values()):
+            folder.mkdir(parents=True, exist_ok=True)
+            os.chown(folder, 10001, 10001)
         config = image.config
         if command is None:
             command = [*(config.get("Entrypoint") or []), *(config.get("Cmd") or [] if args is None else args)]
@@ -76,7 +78,7 @@ class Pod:
         workdir = config.get("WorkingDir") or "/"
         # Mount points, as the kubelet makes them, and the working directory, which OCI runtimes make when the
         # image lacks it (buildah's WORKDIR makes none in a stage that runs nothing after it).
-        for target in (*mounts, workdir):
+        for target in (*mounts, *(writable or {}), workdir):
             (root / target.lstrip("/")).mkdir(parents=True, exist_ok=True)
         for source in mounts.values():  # readable by the pod's user, as a volume with its fsGroup would be
             subprocess.run(["chmod", "-R", "a+rX", str(source)], check=True)
@@ -92,6 +94,7 @@ class Pod:
                 f"mount --bind {shlex.quote(str(source))} {root}{target} && mount -o remount,bind,ro {root}{target}"
                 for target, source in mounts.items()
             ),  # fmt: skip
+            *(f"mount --bind {shlex.quote(str(source))} {root}{target}" for target, source in (writable or {}).items()),
             f"mount -o remount,bind,ro {root}",
         ]
         # The image's environment and the pod's, handed down from here rather than on a command line, where the

@@ -9,6 +9,7 @@ and the storage initializer's model folder would. What each image must do:
   over HTTP with the scores the training code gives the same rows (computed here in the train environment);
 - control and watch: the retrain webhook, rollout controller and drift watcher answer their health endpoints, and
   the drift watcher acknowledges a CloudEvent once its journal under /tmp holds it;
+- the webhook and the watcher again, as manifests/base declares their Deployments (command, env, volumes, probes);
 - every image: the lock it was built from, by sha256, where ctloop.provenance reads it.
 
 Not a cluster: no kubelet, no OCI runtime, no seccomp profile, no Kubernetes API; the images themselves are the
@@ -20,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import subprocess
@@ -273,3 +275,83 @@ def test_control_and_watch_images_answer_health_and_the_watcher_journals_under_t
     finally:
         for process in started:
             pod.stop(process)
+
+
+# -- the services as the generated manifests run them
+
+MANIFESTS = ROOT / "manifests" / "base"
+
+
+def from_manifest(name: str, folder: Path, secret_values: dict[str, str]) -> dict:
+    """The first container of manifests/base/<name>.yaml's Deployment, as the kubelet would start it: its command
+    and args; its env, each secretKeyRef taken from ``secret_values`` by key; its volumes (a configMap's data as
+    files from manifests/base/config.yaml, read-only; a projected service-account token as a file, read-only; the
+    emptyDir at /tmp as the container's /tmp; a PersistentVolumeClaim as a writable folder); its port and probes.
+    envFrom (the S3 credentials) is left out: nothing here reaches S3."""
+    deployment = next(
+        d for d in yaml.safe_load_all((MANIFESTS / f"{name}.yaml").read_text()) if d["kind"] == "Deployment"
+    )
+    spec = deployment["spec"]["template"]["spec"]
+    container = spec["containers"][0]
+    configmaps = {d["metadata"]["name"]: d["data"] for d in yaml.safe_load_all((MANIFESTS / "config.yaml").read_text())}
+    env = {}
+    for item in container.get("env", []):
+        env[item["name"]] = (
+            item["value"] if "value" in item else secret_values[item["valueFrom"]["secretKeyRef"]["key"]]
+        )
+    volumes = {volume["name"]: volume for volume in spec["volumes"]}
+    pod = {"command": container["command"], "args": container.get("args"), "env": env, "read_only": {},
+           "writable": {}, "tmp": None, "port": container["ports"][0]["containerPort"],
+           "image": re.search(r"/ctloop-([a-z]+):", container["image"]).group(1),
+           "live": container["livenessProbe"]["httpGet"]["path"],
+           "ready": container["readinessProbe"]["httpGet"]["path"]}  # fmt: skip
+    for mount in container["volumeMounts"]:
+        volume, source, target = volumes[mount["name"]], folder / mount["name"], mount["mountPath"]
+        source.mkdir(parents=True)
+        if "configMap" in volume:
+            for key, text in configmaps[volume["configMap"]["name"]].items():
+                (source / key).write_text(text)
+            pod["read_only"][target] = source
+        elif "projected" in volume:
+            for item in volume["projected"]["sources"]:
+                (source / item["serviceAccountToken"]["path"]).write_text("a-token-no-server-checks")
+            pod["read_only"][target] = source
+        elif target == "/tmp":
+            pod["tmp"] = source
+        else:
+            assert "persistentVolumeClaim" in volume or "emptyDir" in volume, f"{name}: volume {mount['name']}"
+            pod["writable"][target] = source
+    return pod
+
+
+def test_the_webhook_and_the_watcher_run_as_their_manifests_say(images, tmp_path):
+    """Each in a pod of its own (both listen on 8080), with the ConfigMap's ctloop.yaml (mode kubernetes, endpoints
+    that do not resolve here) and its state on the PersistentVolumeClaim's path."""
+    values = {key: secrets.token_hex(16) for key in ("webhook-secret", "alertmanager-token", "ingest-token")}
+    running = []
+    try:
+        for name in ("retrain-webhook", "drift-watcher"):
+            spec, pod = from_manifest(name, tmp_path / name, values), Pod()
+            log = tmp_path / f"{name}.txt"
+            volumes = {"read_only": spec["read_only"], "writable": spec["writable"]}
+            process = pod.start(images(spec["image"]), spec["tmp"], command=spec["command"], args=spec["args"],
+                                env=spec["env"], log=log, **volumes)  # fmt: skip
+            running.append((pod, process))
+            url = f"http://127.0.0.1:{spec['port']}"
+            wait_ok(pod, url + spec["live"], process, log)
+            wait_ok(pod, url + spec["ready"], process, log)
+        from tests.watch import traffic
+
+        headers, body = traffic.request_event("p-1", traffic.rows(1, seed=4)[0]["features"])
+        answer = http(pod, "POST", f"{url}/v1/events", body.decode(),
+                      {**headers, "Authorization": f"Bearer {values['ingest-token']}"})  # fmt: skip
+        assert answer["status"] == 200 and json.loads(answer["body"])["status"] == "accepted", answer
+        (state,) = spec["writable"].values()
+        records = [
+            json.loads(line) for p in (state / "journal").glob("journal-*.jsonl") for line in p.read_text().split()
+        ]
+        assert headers["Ce-Id"] in [record.get("id") for record in records]
+    finally:
+        for pod, process in running:
+            pod.stop(process)
+            pod.close()
