@@ -95,18 +95,19 @@ def stand_in_base() -> None:
             subprocess.run(["buildah", "rm", container], capture_output=True)
 
 
-def ensure_base() -> None:
+def ensure_base() -> bool:
+    """Pulls BASE if it is not in buildah's storage, else makes the stand-in; True if the stand-in is what builds."""
     found = buildah_image(BASE)
     if found is None:
         pulled = subprocess.run(["timeout", "120", "buildah", "pull", "--quiet", BASE], capture_output=True, text=True)
-        if pulled.returncode != 0:
-            print(f"{BASE} cannot be pulled here: building on a stand-in made from Debian 12's python3.11 with "
-                  "mmdebstrap (for this machine only: do not publish these images)", flush=True)  # fmt: skip
-            stand_in_base()
-            return
-    elif STAND_IN_LABEL in (found["OCIv1"]["config"].get("Labels") or {}):
-        print(f"{BASE} is the stand-in made from Debian 12's python3.11 (for this machine only: do not publish "
-              "these images)", flush=True)  # fmt: skip
+        if pulled.returncode == 0:
+            return False
+        stand_in_base()
+    elif STAND_IN_LABEL not in (found["OCIv1"]["config"].get("Labels") or {}):
+        return False
+    print(f"{BASE} cannot be pulled here: building on a stand-in made from Debian 12's python3.11 with mmdebstrap "
+          "(for this machine only: do not publish these images)", flush=True)  # fmt: skip
+    return True
 
 
 # -- both
@@ -150,10 +151,7 @@ def main(argv=None) -> None:
         sys.exit("images/build.py: no Docker engine answers and buildah is not installed (make images installs it)")
     ca = ca_bundle()
     print(f"engine: {engine}" + (f"; pip in the build trusts {ca} (a build secret, kept in no layer)" if ca else ""))
-    stand_in = False
-    if engine == "buildah":
-        ensure_base()
-        stand_in = STAND_IN_LABEL in (buildah_image(BASE)["OCIv1"]["config"].get("Labels") or {})
+    stand_in = engine == "buildah" and ensure_base()
     built = []
     for image in args.images or IMAGES:
         name = f"{args.registry}/ctloop-{image}:{args.tag}"
