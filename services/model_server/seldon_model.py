@@ -12,9 +12,11 @@ to log.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 
 import flask
 import numpy as np
+import seldon_core.microservice
 from flask.json.provider import DefaultJSONProvider
 from werkzeug.datastructures import ImmutableDict
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -23,6 +25,7 @@ from ctloop.contracts import seldon_message
 from ctloop.contracts.seldon_message import DECISION, MAX_BYTES, MODEL_VERSION_TAG, POLICY_VERSION_TAG, SCORE
 from ctloop.errors import CtloopError
 from ctloop.services.model_server.scoring import ScoringModel, as_json
+from ctloop.services.model_server.seldon_metrics import BufferedSeldonMetrics
 
 log = logging.getLogger(__name__)
 SCORE_BUCKETS = [i / 10 for i in range(1, 11)]
@@ -60,6 +63,8 @@ def _int(text: str) -> int | float:
 # and answers 413.
 flask.Flask.json_provider_class = _JSONProvider
 flask.Flask.default_config = ImmutableDict({**flask.Flask.default_config, "MAX_CONTENT_LENGTH": MAX_BYTES})
+# The wrapper's main makes its metrics store after importing this module; see seldon_metrics for why.
+seldon_core.microservice.SeldonMetrics = BufferedSeldonMetrics
 
 
 # Seldon's app answers every exception it has no handler for as a 500, HTTP errors included; a user model may add
@@ -132,18 +137,15 @@ class SeldonModel:
     def _prediction_metrics(self, scored) -> list[dict]:
         metrics = []
         if scored.decisions is not None:
-            outcomes, counts = np.unique(scored.decisions.astype(str), return_counts=True)
-            metrics += [{"type": "COUNTER", "key": "ctloop_decisions_total", "value": int(n),
-                         "tags": {"decision": str(o)}} for o, n in zip(outcomes, counts)]  # fmt: skip
+            outcomes = Counter(scored.decisions.tolist())
+            metrics += [{"type": "COUNTER", "key": "ctloop_decisions_total", "value": n,
+                         "tags": {"decision": str(o)}} for o, n in outcomes.items()]  # fmt: skip
         if scored.scores.ndim == 1:
             # A histogram as counters by upper bound: Seldon's custom metrics have no histogram type for values.
             buckets = np.searchsorted(SCORE_BUCKETS, np.clip(scored.scores, 0, 1), side="left")
-            bounds, counts = np.unique(buckets, return_counts=True)
-            for bucket, n in zip(bounds, counts):
+            for bucket, n in Counter(buckets.tolist()).items():
                 upper = f"{SCORE_BUCKETS[min(bucket, 9)]:.1f}"
-                metrics.append(
-                    {"type": "COUNTER", "key": "ctloop_scores_total", "value": int(n), "tags": {"le": upper}}
-                )
+                metrics.append({"type": "COUNTER", "key": "ctloop_scores_total", "value": n, "tags": {"le": upper}})
         return metrics
 
     # -- feedback

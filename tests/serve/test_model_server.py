@@ -209,10 +209,56 @@ def test_feedback_counts_right_and_wrong_per_served_version(server, trained):
     assert status == 200, body
     expected = sum(int((r[0] >= 0.3) == bool(t[0])) for r, t in zip(answered["data"]["ndarray"], truth))
     assert body["data"]["ndarray"] == [[expected, 2]]
-    metrics = urllib.request.urlopen(f"{server['metrics']}/metrics", timeout=10).read().decode()
-    assert "ctloop_feedback_total{" in metrics and 'served_version="7"' in metrics
+    metrics = wait_for_metrics(server, lambda text: "ctloop_feedback_total{" in text)
+    assert 'served_version="7"' in metrics
     assert "ctloop_decisions_total{" in metrics and 'decision="approve"' in metrics
     assert "ctloop_scores_total{" in metrics
+
+
+def test_every_scored_row_is_counted_once_on_the_metrics_port(server, trained):
+    """The workers write their counts to the wrapper's store in the background (seldon_metrics.py): each row is
+    counted, once, by decision and by score bucket."""
+    names, rows = table(trained, 5)
+    before = scraped(server)
+    answers = [post(f"{server['url']}/api/v1.0/predictions", {"data": {"names": names, "ndarray": rows[:n]}})[1]
+               for n in (1, 2, 5)]  # fmt: skip
+    decided = Counter(row[1] for answer in answers for row in answer["data"]["ndarray"])
+    expected = {("decisions", d): before.get(("decisions", d), 0) + n for d, n in decided.items()}
+    expected[("scores", "all")] = before.get(("scores", "all"), 0) + 8
+
+    def counted(text: str) -> bool:
+        now = scraped(server, text)
+        return all(now.get(key, 0) >= n for key, n in expected.items())
+
+    wait_for_metrics(server, counted)
+    now = scraped(server)
+    assert {key: now.get(key, 0) for key in expected} == expected
+
+
+def scraped(server, text: str | None = None) -> dict[tuple[str, str], float]:
+    """The model server's prediction counters, summed over workers and buckets."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    if text is None:
+        text = urllib.request.urlopen(f"{server['metrics']}/metrics", timeout=10).read().decode()
+    totals: Counter = Counter()
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            if sample.name == "ctloop_decisions_total":
+                totals[("decisions", sample.labels["decision"])] += sample.value
+            elif sample.name == "ctloop_scores_total":
+                totals[("scores", "all")] += sample.value
+    return dict(totals)
+
+
+def wait_for_metrics(server, condition, timeout: float = 30.0) -> str:
+    deadline = time.monotonic() + timeout
+    while True:
+        text = urllib.request.urlopen(f"{server['metrics']}/metrics", timeout=10).read().decode()
+        if condition(text):
+            return text
+        assert time.monotonic() < deadline, f"metrics never showed what was expected:\n{text[-2000:]}"
+        time.sleep(0.2)
 
 
 def test_feedback_on_one_row_is_answered(server, trained):
