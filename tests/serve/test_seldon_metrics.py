@@ -9,6 +9,7 @@ import threading
 from prometheus_client.parser import text_string_to_metric_families
 from seldon_core.metrics import SeldonMetrics
 
+from ctloop.services.model_server import seldon_metrics
 from ctloop.services.model_server.seldon_metrics import BufferedSeldonMetrics
 
 
@@ -20,7 +21,10 @@ def updates(i: int) -> list[dict]:
     ]
 
 
-def test_updates_from_many_threads_expose_what_the_wrappers_store_exposes_once_written():
+def test_updates_from_many_threads_expose_what_the_wrappers_store_exposes_once_written(monkeypatch):
+    # The background writer must not write while the test looks at the store before its own flush, however slow
+    # the machine: it waits longer than the test runs.
+    monkeypatch.setattr(seldon_metrics, "FLUSH_SECONDS", 3600.0)
     stock, buffered = SeldonMetrics(), BufferedSeldonMetrics()
     for i in range(400):
         stock.update(updates(i), "predict")
