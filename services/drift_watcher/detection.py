@@ -98,6 +98,7 @@ class WindowDetector:
         family = len(self.encoder.names) + (1 if "score" in reference.columns else 0)
         self.feature_p = policy.p_value * len(self.encoder.names) / family
         self.score_p = policy.p_value / family
+        self._encoded: dict[int, tuple[dict, np.ndarray]] = {}
         x_ref = self.encoder.encode_frame(reference)
         self.tabular = TabularDrift(
             x_ref,
@@ -130,8 +131,22 @@ class WindowDetector:
         result.drift = any(t["drift"] for t in result.tests.values())
         return result
 
+    def encode(self, rows: list[dict]) -> np.ndarray:
+        """The window's matrix. The sequential detector's windows overlap: each row is in window_size /
+        evaluate_every of them, and encoding it again each time took a fifth of a test's time. So the rows of the
+        last window stay encoded, by identity, which holds because the watcher never changes a row once made; the
+        cache holds each row it keys, so no other row can take its id meanwhile. Windows are judged one at a
+        time (the service's judge loop); the cache is replaced, never changed in place."""
+        cached = self._encoded
+        fresh = [r for r in rows if cached.get(id(r), (None,))[0] is not r]
+        if fresh:
+            cached = {**cached, **{id(r): (r, x) for r, x in zip(fresh, self.encoder.encode(fresh))}}
+        x = np.array([cached[id(r)][1] for r in rows], dtype=np.float64).reshape(len(rows), len(self.encoder.names))
+        self._encoded = {id(r): cached[id(r)] for r in rows}
+        return x
+
     def evaluate(self, rows: list[dict], scores: list[float], min_scores: int) -> WindowResult:
-        out = self.tabular.predict(self.encoder.encode(rows), drift_type="batch")["data"]
+        out = self.tabular.predict(self.encode(rows), drift_type="batch")["data"]
         # The batch decision applies the correction (Bonferroni or FDR); a feature counts as drifting when its
         # p-value is under the corrected threshold the batch decision used.
         threshold = float(out["threshold"])

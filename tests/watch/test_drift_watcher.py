@@ -284,6 +284,21 @@ def test_bad_events_are_refused_naming_what_is_wrong(headers, body, named):
         cloudevents.parse(headers, body)
 
 
+def test_overlapping_windows_encode_each_row_once_and_as_the_encoder_alone_would(tmp_path, monkeypatch):
+    """The sequential detector's windows overlap, so its detector keeps the last window's rows encoded: a row is
+    encoded once while it stays in the windows. Every window's matrix must equal the encoder's own encoding of its
+    rows, also for copies of rows already seen (kept by identity, not content) and for a window of new rows only."""
+    detector = make_watcher(tmp_path, settings_for(tmp_path)).detectors["1"]
+    encode, encoded = detector.encoder.encode, []
+    monkeypatch.setattr(detector.encoder, "encode", lambda rows: encoded.append(len(rows)) or encode(rows))
+    rows = [{"puid": f"p{i}", "time": float(i), **r["features"]} for i, r in enumerate(traffic.rows(500, seed=3))]
+    windows = [rows[0:300], rows[100:400], rows[200:500], [dict(r) for r in rows[200:500]]]
+    windows.append([{"puid": "n", "time": 0.0, **r["features"]} for r in traffic.rows(300, seed=4)])
+    for window in windows:
+        assert (detector.encode(window) == encode(window)).all()
+    assert encoded == [300, 100, 100, 300, 300]
+
+
 def test_features_a_float_cannot_hold_are_kept_as_missing():
     headers = traffic.request_event("p", {"age": 30})[0]
     values = [1, 2.5, "north", True, None, float("nan"), float("inf"), 10**400, [1], {"a": 1}]
