@@ -1,6 +1,6 @@
 """bench/blessing.py: its simulated test splits hold what it says they hold (checked with scikit-learn), and its
-runs of the real evaluation and gates count blessings and failed checks as the gates report them, on fewer runs
-than `make bench-blessing`."""
+runs of the real evaluation and gates refuse a far worse candidate and bless an equal one where the split is large
+enough for the margin, on fewer runs than `make bench-blessing`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 from sklearn.metrics import roc_auc_score
 
 ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT / "bench"))  # the bench's worker processes import it by name
+sys.path.insert(0, str(ROOT / "bench"))  # a script beside common.py, not a package
 blessing = importlib.import_module("blessing")
 
 
