@@ -29,6 +29,7 @@ bench/results/blessing.{json,md}.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 from collections import Counter
@@ -90,13 +91,15 @@ def draw(rows: int, aucs: dict[str, float], seed: int) -> tuple[pd.DataFrame, np
     shared, own_candidate, own_champion = rng.standard_normal((3, rows))
     e_candidate = RHO * shared + math.sqrt(1 - RHO**2) * own_candidate
     e_champion = RHO * shared + math.sqrt(1 - RHO**2) * own_champion
-    d_candidate = np.array([separation(aucs[v]) for v in region])
+    by_value = {v: separation(auc) for v, auc in aucs.items()}  # once per value, not per row
+    d_candidate = pd.Series(region).map(by_value).to_numpy()
     d_champion = np.full(rows, separation(CHAMPION_AUC))
     candidate = posterior(d_candidate * y + e_candidate, d_candidate)
     champion = posterior(d_champion * y + e_champion, d_champion)
     return pd.DataFrame({"region": region}), y, candidate, champion
 
 
+@functools.cache
 def gate_of(name: str) -> tuple[dict, int]:
     """The gate's settings as the executor builds them, and its bootstrap resamples; fairness gates off."""
     raw = yaml.safe_load((ROOT / "ctloop.yaml").read_text())
@@ -162,12 +165,11 @@ def calibration() -> dict:
         flights[column] = flights[column].astype("category")
     real = {}
     for first, second, scored in ((3, 4, 5), (6, 7, 8)):
-        scores = []
+        test, scores = flights[flights["month"] == scored], []
         for month in (first, second):
             train = flights[flights["month"] == month]
             model = xgb.XGBClassifier(n_estimators=200, max_depth=6, learning_rate=0.1, enable_categorical=True)
             model.fit(train[FLIGHT_FEATURES], train["late"])
-            test = flights[flights["month"] == scored]
             scores.append(model.predict_proba(test[FLIGHT_FEATURES])[:, 1])
         real[f"months {first} and {second} on {scored}"] = auc_correlation(test["late"].to_numpy(), *scores, 500, 0)
     _, y, candidate, champion = draw(200_000, candidate_aucs("equal", 0.0), seed=0)
