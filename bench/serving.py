@@ -7,15 +7,16 @@ One run starts, side by side on loopback ports of their own:
   - the ctloop model server: the real `seldon-core-microservice` from .venvs/serve, gunicorn with --workers N
     (default: the CPUs this process may use) and --threads T (default 1, the wrapper's and the SeldonDeployment's:
     sync workers, which close each connection, spend less CPU per request than gthread workers, which keep it
-    alive; docs/serving.md has the measurements), one OpenMP thread per worker;
+    alive; docs/serving.md has the measurements), one OpenMP thread per worker; also timed on the wrapper's gRPC
+    port (its one gRPC worker process, as seldon-core-microservice starts it), driven by bench/grpc_load.py;
   - the local gateway (.venvs/control) with one predictor, the same model server with the same setting, and no
     request logger (the routing cost alone);
   - MLServer 1.7.1 with its XGBoost runtime (.venvs/bench-mlserver, `make bench-env`), once at its defaults and
     once with `parallel_workers: 0`, serving the same booster in two request forms (see `mlserver_inputs`);
-and scores the same rows on all of them, asserting equal scores, before any timing. wrk (C, Debian's package)
-drives each for --duration seconds at concurrency 1, 8 and 32 with 1-row requests and at 8 with 64-row requests;
-the servers take turns in a rotating order, --repeat times, and each figure is the median over those runs. The
-floor is XGBoost's inplace_predict in this process on a ready matrix.
+and scores the same rows on all of them, asserting equal scores, before any timing. wrk (C, Debian's package),
+or for gRPC bench/grpc_load.py, drives each for --duration seconds at concurrency 1, 8 and 32 with 1-row requests
+and at 8 with 64-row requests; the servers take turns in a rotating order, --repeat times, and each figure is the
+median over those runs. The floor is XGBoost's inplace_predict in this process on a ready matrix.
 
 Every process gets OMP_NUM_THREADS=1. Besides throughput and latency, each run records the CPU time the
 server's process tree spent per request, which the shared machine's load does not inflate as much as latency.
@@ -348,16 +349,37 @@ def in_process_floor(model: Path, rows: list[dict], features: list[str], seconds
     return out
 
 
+def ask(target: dict, body: Path) -> dict:
+    """One request to a target; its answer."""
+    if target.get("grpc"):
+        import grpc_load  # in the serve environment only, beside this file
+
+        return grpc_load.answer(target["grpc"], body.read_text())
+    status, raw = post(target["url"], body.read_bytes())
+    if status != 200:
+        raise AssertionError(f"{target['url']}: HTTP {status}: {raw[:300]!r}")
+    return json.loads(raw)
+
+
+def drive(target: dict, body: Path, connections: int, seconds: int) -> dict:
+    """A timed closed-loop run against a target: wrk over HTTP, bench/grpc_load.py (a process of its own) over
+    gRPC."""
+    if not target.get("grpc"):
+        return wrk(target["url"], body, connections, seconds)
+    argv = [sys.executable, str(BENCH / "grpc_load.py"), target["grpc"], str(body), str(connections), str(seconds)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=seconds + 120)
+    if done.returncode != 0:
+        raise RuntimeError(f"grpc_load failed ({done.returncode}): {done.stderr[-500:]}")
+    return json.loads(done.stdout.splitlines()[-1])
+
+
 def check_same_scores(targets: dict, bodies: dict, expected: list[float]) -> dict:
     """Every server scores the 64 rows (and the first row alone) as training did, before anything is timed."""
     checked = {}
     for name, target in targets.items():
         worst = 0.0
         for n in (1, 64):
-            status, raw = post(target["url"], bodies[(target["form"], n)].read_bytes())
-            if status != 200:
-                raise AssertionError(f"{name}: HTTP {status} for the {n}-row check: {raw[:300]!r}")
-            scores = target["scores"](json.loads(raw))
+            scores = target["scores"](ask(target, bodies[(target["form"], n)]))
             assert len(scores) == n, f"{name}: {len(scores)} scores for {n} rows"
             worst = max(worst, max(abs(a - b) for a, b in zip(scores, expected[:n])))
         assert worst <= SCORE_TOLERANCE, f"{name}: scores differ from training's by up to {worst}"
@@ -379,6 +401,13 @@ def tune(url: str, body: Path, seconds: float, start) -> list[dict]:
         out.append({"workers": workers, "threads": threads, "rps": statistics.median(r["rps"] for r in runs)})
         print(f"tune: workers {workers}, threads {threads}: {out[-1]['rps']:,.0f} req/s", flush=True)
     return out
+
+
+def protobuf_version() -> str:
+    from google.protobuf import __version__
+    from google.protobuf.internal import api_implementation
+
+    return f"{__version__} ({api_implementation.Type()} implementation)"
 
 
 def median_of(runs: list[dict]) -> dict:
@@ -482,6 +511,9 @@ def start_servers(processes: Processes, tmp: Path, model: Path, workers: int, th
     targets = {
         "ctloop model server": {"url": f"http://127.0.0.1:{ports['model-server']}/api/v1.0/predictions",
                                 "form": "seldon", "scores": seldon_scores, "pid": processes.pids["model-server"]},
+        "ctloop model server, gRPC": {"grpc": f"127.0.0.1:{env['PREDICTIVE_UNIT_GRPC_SERVICE_PORT']}",
+                                      "form": "seldon", "scores": seldon_scores,
+                                      "pid": processes.pids["model-server"]},
         "ctloop via the gateway": {"url": f"http://127.0.0.1:{ports['gateway']}/seldon/{NAMESPACE}/{DEPLOYMENT}"
                                    "/api/v1.0/predictions", "form": "seldon", "scores": seldon_scores,
                                    "pid": processes.pids["gateway"]},
@@ -508,10 +540,11 @@ def start_servers(processes: Processes, tmp: Path, model: Path, workers: int, th
 
 
 def time_targets(targets: dict, bodies: dict, repeat: int, duration: int) -> dict[tuple[str, int, int], list[dict]]:
-    """wrk against every server and case; the servers take turns in an order that rotates between repetitions."""
+    """wrk (or grpc_load) against every server and case; the servers take turns in an order that rotates between
+    repetitions."""
     for target in targets.values():  # warm-up: first requests, connection pools, lazy imports
         for n, connections in CASES:
-            wrk(target["url"], bodies[(target["form"], n)], connections, 1)
+            drive(target, bodies[(target["form"], n)], connections, 1)
     runs: dict[tuple[str, int, int], list[dict]] = {}
     names = list(targets)
     for r in range(repeat):
@@ -520,7 +553,7 @@ def time_targets(targets: dict, bodies: dict, repeat: int, duration: int) -> dic
             for name in names[shift:] + names[:shift]:
                 target = targets[name]
                 cpu = tree_cpu_seconds(target["pid"])
-                result = wrk(target["url"], bodies[(target["form"], n)], connections, duration)
+                result = drive(target, bodies[(target["form"], n)], connections, duration)
                 result["cpu_ms"] = (tree_cpu_seconds(target["pid"]) - cpu) * 1000 / result["requests"]
                 runs.setdefault((name, n, connections), []).append(result)
                 print(f"[{r + 1}/{repeat}] {n} row(s), c={connections}: {name} {result['rps']:,.0f} req/s, "
@@ -615,6 +648,12 @@ def report(out: Path, args, runs, names, floor, checked, stock_pandas, tuning) -
         "categories already encoded by the client as indexes into the model's category lists, which the stock "
         "runtime serves unchanged. The ctloop server also validates every feature and applies the decision policy; "
         "MLServer does neither. All servers returned the training scores for the same rows (checked before timing).",
+        "",
+        "*ctloop model server, gRPC*: the same model server's gRPC port (Seldon's `seldon.protos.Model/Predict`, the "
+        "wrapper's one gRPC worker process), driven by bench/grpc_load.py, a Python client in a process of its own, "
+        "which may limit the row's req/s: compare its CPU ms/req. The wrapper converts every message with protobuf "
+        f"{protobuf_version()}, which seldon-core 1.17.1 pins below 4 and which has no compiled module for this Python "
+        f"({sys.version.split()[0]}): its pure-Python implementation.",
     ]
     if tuning:
         lines += ["", "Gunicorn sweep (c=8, 1 row): " + ", ".join(

@@ -7,17 +7,28 @@ copies the model folder; a path, file:// or s3:// URI locally), ``model_version`
 every response; default: a content hash of the booster), ``explain`` (feature contributions in every response).
 Bad requests answer HTTP 400 naming the field or feature; what is not ctloop's error stays a 500 for the wrapper
 to log.
+
+The wrapper also serves Seldon's gRPC API (``seldon.protos.Model/Predict`` and ``SendFeedback``, on
+PREDICTIVE_UNIT_GRPC_SERVICE_PORT, 5000 by default), which Seldon's executor calls for a SeldonDeployment with
+``transport: grpc``. The same messages as protos get the same scores and decisions; a bad request is gRPC's
+INVALID_ARGUMENT with the same words.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections import Counter
 
 import flask
+import grpc
 import numpy as np
 import seldon_core.microservice
+import seldon_core.wrapper
 from flask.json.provider import DefaultJSONProvider
+from google.protobuf import json_format
+from seldon_core.flask_utils import SeldonMicroserviceException
+from seldon_core.proto.prediction_pb2 import SeldonMessage
 from werkzeug.datastructures import ImmutableDict
 from werkzeug.exceptions import RequestEntityTooLarge
 
@@ -79,9 +90,34 @@ def _too_large(error):
 
 
 def _bad_request(message: str):
-    from seldon_core.flask_utils import SeldonMicroserviceException
-
     return SeldonMicroserviceException(message, status_code=400, reason="BAD_REQUEST")
+
+
+class _GRPCModel(seldon_core.wrapper.SeldonModelGRPC):
+    """The wrapper's gRPC servicer, answering a request the model refuses with INVALID_ARGUMENT and its words: the
+    wrapper's own lets the exception through, which gRPC answers UNKNOWN with no reason."""
+
+    def Predict(self, request, context):
+        with _refusals(context):
+            return super().Predict(request, context)
+
+    def SendFeedback(self, request, context):
+        with _refusals(context):
+            return super().SendFeedback(request, context)
+
+
+@contextlib.contextmanager
+def _refusals(context):
+    try:
+        yield
+    except SeldonMicroserviceException as e:
+        if e.status_code != 400:
+            raise
+        context.abort(grpc.StatusCode.INVALID_ARGUMENT, e.message)  # raises, ending the call
+
+
+# Read by the wrapper's get_grpc_server when seldon-core-microservice starts its gRPC workers.
+seldon_core.wrapper.SeldonModelGRPC = _GRPCModel
 
 
 class SeldonModel:
@@ -117,6 +153,11 @@ class SeldonModel:
     # -- predictions
 
     def predict_raw(self, request):
+        if isinstance(request, SeldonMessage):  # over gRPC, the wrapper hands over a proto and wants one back
+            return json_format.ParseDict(self._predict(json_format.MessageToDict(request)), SeldonMessage())
+        return self._predict(request)
+
+    def _predict(self, request: dict) -> dict:
         try:
             names, rows = seldon_message.rows(request)
             explain = self.explain or bool(seldon_message.tags(request).get("explain"))
@@ -153,7 +194,6 @@ class SeldonModel:
     def send_feedback_raw(self, feedback):
         """Ground truth for an earlier response: counted as right or wrong per model version, so that live
         accuracy can be computed per version (the response's own tags say which version answered)."""
-        from google.protobuf import json_format
         from seldon_core.utils import json_to_seldon_message
 
         try:

@@ -1,5 +1,5 @@
 """The model server in the serve environment: the scoring logic directly, then a real `seldon-core-microservice`
-process over HTTP, and payload fuzzing with zero 5xx answers."""
+process over HTTP and over Seldon's gRPC API, and payload fuzzing with zero 5xx answers."""
 
 from __future__ import annotations
 
@@ -139,7 +139,7 @@ def server(trained, tmp_path_factory):
         except OSError:
             assert process.poll() is None, Path(log.name).read_text()
             time.sleep(0.5)
-    yield {"url": url, "metrics": f"http://127.0.0.1:{metrics}"}
+    yield {"url": url, "metrics": f"http://127.0.0.1:{metrics}", "grpc": f"127.0.0.1:{grpc}"}
     os.killpg(process.pid, signal.SIGTERM)
     process.wait(timeout=30)
 
@@ -233,6 +233,97 @@ def test_every_scored_row_is_counted_once_on_the_metrics_port(server, trained):
     wait_for_metrics(server, counted)
     now = scraped(server)
     assert {key: now.get(key, 0) for key in expected} == expected
+
+
+def grpc_call(server, method: str, message: dict, kind: str = "SeldonMessage") -> dict:
+    """Calls ``seldon.protos.Model/<method>`` on the server's gRPC port with ``message`` as the proto ``kind``; the
+    answer as a dict (grpc.RpcError as raised)."""
+    import grpc
+    from google.protobuf import json_format
+    from seldon_core.proto import prediction_pb2, prediction_pb2_grpc
+
+    with grpc.insecure_channel(server["grpc"]) as channel:
+        grpc.channel_ready_future(channel).result(timeout=60)
+        stub = prediction_pb2_grpc.ModelStub(channel)
+        request = json_format.ParseDict(message, getattr(prediction_pb2, kind)())
+        return json_format.MessageToDict(getattr(stub, method)(request, timeout=30))
+
+
+def test_predictions_over_grpc_are_those_of_the_training_code(server, trained):
+    """Seldon's executor calls the model over gRPC for a SeldonDeployment with transport grpc: the same messages
+    as protos get the same scores, decisions and tags as over HTTP, and are counted on the metrics port."""
+    names, rows = table(trained, 4)
+    before = scraped(server).get(("scores", "all"), 0)
+    body = grpc_call(server, "Predict", {"data": {"names": names, "ndarray": rows}})
+    assert body["data"]["names"] == ["score", "decision"]
+    assert [r[0] for r in body["data"]["ndarray"]] == pytest.approx(trained["scores"][:4], abs=1e-6)
+    assert [r[1] for r in body["data"]["ndarray"]] == trained["decisions"][:4]
+    assert body["meta"]["tags"]["model_version"] == "7" and len(body["meta"]["tags"]["policy_version"]) == 12
+    body = grpc_call(server, "Predict", {"jsonData": trained["rows"][1]})
+    assert body["data"]["ndarray"][0][0] == pytest.approx(trained["scores"][1], abs=1e-6)
+    wait_until_scored(server, before + 5)
+
+
+def wait_until_scored(server, rows: float) -> None:
+    """Waits until the metrics port has counted ``rows`` scored rows in all, and asserts it counted no more. Each
+    worker writes its counts up to a second late (seldon_metrics.py), so the tests that count rows run after the
+    last HTTP test that counts, and each waits for its own rows: the next one starts from settled counts."""
+    wait_for_metrics(server, lambda text: scraped(server, text).get(("scores", "all"), 0) >= rows)
+    assert scraped(server)[("scores", "all")] == rows
+
+
+def test_a_bad_grpc_request_is_refused_with_a_client_error_naming_the_feature(server, trained):
+    import grpc
+
+    for message, code, words in [
+        ({"jsonData": dict(trained["rows"][0], channel="fax")}, grpc.StatusCode.INVALID_ARGUMENT, ["channel", "fax"]),
+        ({"strData": "x"}, grpc.StatusCode.INVALID_ARGUMENT, ["data.ndarray"]),
+        ({"strData": "x" * (5 * 1024 * 1024)}, grpc.StatusCode.RESOURCE_EXHAUSTED, ["larger than max"]),
+    ]:
+        with pytest.raises(grpc.RpcError) as refused:
+            grpc_call(server, "Predict", message)
+        assert refused.value.code() == code, refused.value
+        assert all(w in refused.value.details() for w in words), refused.value.details()
+    before = scraped(server).get(("scores", "all"), 0)
+    assert grpc_call(server, "Predict", {"jsonData": trained["rows"][0]})["data"]["ndarray"]
+    wait_until_scored(server, before + 1)
+
+
+def test_feedback_over_grpc_counts_right_and_wrong(server, trained):
+    import grpc
+
+    names, rows = table(trained, 2)
+    before = scraped(server).get(("scores", "all"), 0)
+    answered = grpc_call(server, "Predict", {"data": {"names": names, "ndarray": rows}})
+    wait_until_scored(server, before + 2)
+    truth = [[1], [0]]
+    feedback = {"request": {"data": {"names": names, "ndarray": rows}}, "response": answered,
+                "truth": {"data": {"ndarray": truth}}, "reward": 1}  # fmt: skip
+    body = grpc_call(server, "SendFeedback", feedback, kind="Feedback")
+    expected = sum(int((r[0] >= 0.3) == bool(t[0])) for r, t in zip(answered["data"]["ndarray"], truth))
+    assert body["data"]["ndarray"] == [[expected, 2]]
+    with pytest.raises(grpc.RpcError) as refused:
+        grpc_call(server, "SendFeedback", {**feedback, "truth": {"data": {"ndarray": [[1]]}}}, kind="Feedback")
+    assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "1 truths for 2" in refused.value.details()
+
+
+def test_the_benchmarks_grpc_client_reports_the_calls_the_server_scored(server, trained):
+    """bench/grpc_load.py stands in for wrk on the gRPC port: the calls it reports are the rows the server counted,
+    and a run with failed calls fails."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("grpc_load", ROOT / "bench" / "grpc_load.py")
+    grpc_load = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grpc_load)
+    names, rows = table(trained, 1)
+    body = json.dumps({"data": {"names": names, "ndarray": rows}})
+    before = scraped(server).get(("scores", "all"), 0)
+    assert grpc_load.answer(server["grpc"], body)["data"]["ndarray"][0][0] == pytest.approx(trained["scores"][0])
+    result = grpc_load.load(server["grpc"], body, 4, 1.0)
+    assert result["requests"] > 0 and 0 < result["p50_ms"] <= result["p99_ms"]
+    wait_until_scored(server, before + 1 + result["requests"])
+    with pytest.raises(RuntimeError, match="failed calls"):
+        grpc_load.load(server["grpc"], json.dumps({"strData": "x"}), 2, 0.5)
 
 
 def scraped(server, text: str | None = None) -> dict[tuple[str, str], float]:
