@@ -31,7 +31,7 @@ help:
 	@echo "make bench   benchmarks, results under bench/results/"
 	@echo "make bench-decisions   the rollout's error rates on simulated traffic (bench/results/decisions.*)"
 	@echo "make bench-blessing    validate_segments' error rates on simulated test splits (bench/results/blessing.*)"
-	@echo "make fuzz    10,000 generated hostile requests per service over HTTP (bench/results/fuzz.*)"
+	@echo "make fuzz    10,000 generated hostile requests per service over HTTP, and gRPC (bench/results/fuzz.*)"
 	@echo "make images  build the container images (Docker, else buildah with no daemon)"
 	@echo "make test-images   run each image as the cluster does (non-root, read-only, offline)"
 

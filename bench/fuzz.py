@@ -49,8 +49,14 @@ def main() -> int:
         "now and then a body over 5 MiB (hypothesis favours it: the 413s). `closed`: a body over the limit that",
         "the server refused before it was all sent, closing the connection after its answer (the client could not",
         "read the 413). Each service was healthy and answered a well-formed request afterwards.",
+        "",
+        "model-server-grpc: the model server's gRPC port, with messages in the shapes Seldon's protos allow and",
+        "hostile contents (NaN, ±Infinity, wrong types); `no proto`: a drawn message that no proto can carry, so no",
+        "gRPC client can send it (not sent). Every sent one was answered (OK) or refused with INVALID_ARGUMENT,",
+        "gRPC's 400; none got UNKNOWN or INTERNAL, its 500s.",
     ]
-    write(args.out, "fuzz", f"Fuzzing over HTTP, {args.examples:,} requests per service", results, notes, table)
+    title = f"Fuzzing over HTTP and gRPC, {args.examples:,} requests per service"
+    write(args.out, "fuzz", title, results, notes, table)
     return 0
 
 

@@ -135,14 +135,20 @@ class Fuzz:
         self.results = os.environ.get("FUZZ_RESULTS")
         huge = st.integers(min_value=-(10**400), max_value=10**400)
         leaf = st.none() | st.booleans() | st.floats() | huge | st.text(max_size=12)  # floats: NaN, ±Infinity too
-        self.value = st.recursive(
-            leaf, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-            max_leaves=16,
-        )  # fmt: skip
+        self.value = self.recursive(leaf)
+        # What a protobuf Struct can carry (gRPC): its numbers are doubles, so no integer beyond a double's.
+        self.proto_value = self.recursive(st.none() | st.booleans() | st.floats() | st.text(max_size=12))
         self.deep = st.integers(1_000, 100_000).flatmap(
             lambda n: st.sampled_from([b"[" * n + b"]" * n, b'{"a":' * n + b"1" + b"}" * n])
         )
         self.header = st.lists(st.sampled_from(_HEADER_BYTES), max_size=40).map(lambda b: bytes(b).strip())
+
+    def recursive(self, leaf):
+        st = self.st
+        return st.recursive(
+            leaf, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+            max_leaves=16,
+        )  # fmt: skip
 
     @staticmethod
     def dump(value) -> bytes:

@@ -397,3 +397,65 @@ def test_fuzz_predictions_and_feedback_never_get_a_5xx_and_the_server_stays_heal
     status, _ = post(f"{server['url']}/api/v1.0/predictions", {"jsonData": trained["rows"][0]})
     assert status == 200
     fuzz.record("model-server", statuses, time.monotonic() - started)
+
+
+@pytest.mark.timeout(3600)
+def test_fuzz_grpc_predictions_and_feedback_are_answered_or_refused_as_invalid(server, trained, fuzz):
+    """Generated messages over real gRPC, in the model's shapes with hostile values (NaN, infinities, wrong types,
+    other structures): every one a proto can carry is answered, or refused with INVALID_ARGUMENT; none gets UNKNOWN
+    or INTERNAL, and the server answers afterwards. Bytes that are no proto never reach the model: gRPC's own
+    deserializer answers them INTERNAL before the wrapper's servicer is called."""
+    import grpc
+    from google.protobuf import json_format
+    from hypothesis import given
+    from seldon_core.proto import prediction_pb2, prediction_pb2_grpc
+
+    st, value = fuzz.st, fuzz.proto_value
+    names = list(trained["features"])
+    text = st.text(max_size=8)
+    # Messages as the proto's schema has them (nothing else can be sent), with hostile contents.
+    row = st.fixed_dictionaries({n: value | st.just(trained["rows"][0][n]) for n in names})
+    data = st.fixed_dictionaries(
+        {
+            "names": st.just(names) | st.lists(text, max_size=16),
+            "ndarray": st.lists(st.lists(value, max_size=16) | value, max_size=4),
+        }
+    )
+    meta = st.fixed_dictionaries({}, optional={"tags": st.dictionaries(text, value, max_size=3), "puid": text})
+    message = (
+        st.fixed_dictionaries({"jsonData": row | value}, optional={"meta": meta})
+        | st.fixed_dictionaries({"data": data}, optional={"meta": meta})
+        | st.fixed_dictionaries({"strData": text})
+    )
+    feedback = st.fixed_dictionaries(
+        {"truth": message, "response": message}, optional={"request": message, "reward": st.floats()}
+    )
+    messages = {"Predict": (prediction_pb2.SeldonMessage, message), "SendFeedback": (prediction_pb2.Feedback, feedback)}
+    statuses: Counter = Counter()
+    started = time.monotonic()
+    with grpc.insecure_channel(server["grpc"]) as channel:
+        stub = prediction_pb2_grpc.ModelStub(channel)
+
+        @fuzz.settings()
+        @given(data=st.data())
+        def one(data):
+            method = data.draw(st.sampled_from(sorted(messages)))
+            kind, shape = messages[method]
+            message = data.draw(shape)
+            try:
+                request = json_format.ParseDict(message, kind())
+            except (json_format.ParseError, TypeError, ValueError, AttributeError):
+                statuses["no proto"] += 1  # what a proto cannot carry, no gRPC client can send
+                return
+            try:
+                getattr(stub, method)(request, timeout=30)
+                statuses["OK"] += 1
+            except grpc.RpcError as e:
+                statuses[e.code().name] += 1
+                assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, (message, e.code(), e.details())
+
+        one()
+        answer = stub.Predict(json_format.ParseDict({"jsonData": trained["rows"][0]}, prediction_pb2.SeldonMessage()))
+        assert len(answer.data.ndarray) == 1
+    assert statuses["OK"] and statuses["INVALID_ARGUMENT"], statuses
+    fuzz.record("model-server-grpc", statuses, time.monotonic() - started)
