@@ -17,6 +17,7 @@ INVALID_ARGUMENT with the same words.
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 from collections import Counter
 
@@ -87,6 +88,19 @@ _errors = flask.Blueprint("ctloop_errors", __name__)
 def _too_large(error):
     info = f"body: larger than {MAX_BYTES} bytes, the model server's limit per message"
     return flask.jsonify({"status": {"code": 413, "info": info, "reason": "PAYLOAD_TOO_LARGE", "status": 1}}), 413
+
+
+@_errors.before_app_request
+def _limit_chunked_body():
+    """A chunked body has no Content-Length for MAX_CONTENT_LENGTH to refuse, and Werkzeug 2.2 reads such a body
+    (gunicorn marks it ``wsgi.input_terminated``) whole, however large: read here up to the limit and refuse what
+    goes past it, so that no worker holds more than the limit."""
+    environ = flask.request.environ
+    if flask.request.content_length is None and environ.get("wsgi.input_terminated"):
+        body = environ["wsgi.input"].read(MAX_BYTES + 1)
+        if len(body) > MAX_BYTES:
+            raise RequestEntityTooLarge()
+        environ["wsgi.input"] = io.BytesIO(body)
 
 
 def _bad_request(message: str):
