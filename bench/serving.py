@@ -407,7 +407,7 @@ def protobuf_version() -> str:
     from google.protobuf import __version__
     from google.protobuf.internal import api_implementation
 
-    return f"{__version__} ({api_implementation.Type()} implementation)"
+    return f"{__version__}, its {api_implementation.Type()} implementation"
 
 
 def median_of(runs: list[dict]) -> dict:
@@ -652,8 +652,7 @@ def report(out: Path, args, runs, names, floor, checked, stock_pandas, tuning) -
         "*ctloop model server, gRPC*: the same model server's gRPC port (Seldon's `seldon.protos.Model/Predict`, the "
         "wrapper's one gRPC worker process), driven by bench/grpc_load.py, a Python client in a process of its own, "
         "which may limit the row's req/s: compare its CPU ms/req. The wrapper converts every message with protobuf "
-        f"{protobuf_version()}, which seldon-core 1.17.1 pins below 4 and which has no compiled module for this Python "
-        f"({sys.version.split()[0]}): its pure-Python implementation.",
+        f"{protobuf_version()} (seldon-core 1.17.1 pins it below 4; 3.20 has no compiled module for Python 3.11).",
     ]
     if tuning:
         lines += ["", "Gunicorn sweep (c=8, 1 row): " + ", ".join(
