@@ -3,7 +3,8 @@
     python3 images/build.py [--engine auto|docker|buildah] [--registry R] [--tag T] [IMAGE ...]
 
 Both engines build the same Dockerfile, each image tagged <registry>/ctloop-<image>:<tag> as the chart expects.
-buildah needs no daemon: it runs as root with chroot isolation and its own storage (/var/lib/containers).
+buildah needs no daemon: it runs as root with chroot isolation and its own storage (/var/lib/containers). A buildah
+build that fails on its known transient error (TRANSIENT below) is run again, at most three times in all.
 
 Where the base image cannot be pulled (no registry is reachable), buildah builds on a stand-in made from Debian 12's
 own packages with mmdebstrap (python3.11 with its headers, python3-pip) and tagged with the base's name, and the build
@@ -39,6 +40,11 @@ BASE = "docker.io/library/python:3.11.14-slim-bookworm"  # images/Dockerfile's F
 STAND_IN_LABEL = "org.ctloop.stand-in"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
 SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"  # Debian's and Ubuntu's
+# buildah's chroot isolation runs each RUN step through a sealed in-memory copy of a helper; now and then the kernel
+# refuses the seal (EBUSY) and the step fails before anything in it ran. Such a build is run again, at most this
+# many times in all; with --layers the steps already built come from the cache.
+TRANSIENT = "sealing memfd copy: Device or resource busy"
+BUILDAH_ATTEMPTS = 3
 
 
 def default_tag() -> str:
@@ -66,6 +72,23 @@ def run(argv: list[str], **kwargs) -> subprocess.CompletedProcess:
 
 
 # -- buildah
+
+
+def run_buildah(argv: list[str]) -> None:
+    """Runs a buildah build, its output passed through as it comes; again after the transient failure above."""
+    for attempt in range(1, BUILDAH_ATTEMPTS + 1):
+        transient = False
+        with subprocess.Popen(argv, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) as process:
+            for line in process.stdout:
+                sys.stdout.write(line)
+                transient = transient or TRANSIENT in line
+        sys.stdout.flush()
+        if process.returncode == 0:
+            return
+        if not transient or attempt == BUILDAH_ATTEMPTS:
+            raise subprocess.CalledProcessError(process.returncode, argv)
+        print(f"images/build.py: buildah failed on a transient error ({TRANSIENT}); building again, attempt "
+              f"{attempt + 1} of {BUILDAH_ATTEMPTS}", flush=True)  # fmt: skip
 
 
 def buildah_image(name: str) -> dict | None:
@@ -120,7 +143,7 @@ def build(engine: str, image: str, name: str, ca: Path | None) -> None:
     if engine == "docker":
         run(["docker", "build", *secret, *common, "."], cwd=ROOT, env={**os.environ, "DOCKER_BUILDKIT": "1"})
     else:
-        run(["buildah", "bud", "--isolation", "chroot", "--pull=never", "--layers", *secret, *common, "."], cwd=ROOT)
+        run_buildah(["buildah", "bud", "--isolation", "chroot", "--pull=never", "--layers", *secret, *common, "."])
 
 
 def size(engine: str, name: str) -> int:

@@ -15,6 +15,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -443,6 +444,7 @@ def test_each_engine_builds_the_target_from_the_one_dockerfile(engine, monkeypat
     build = load_build_script()
     ran = []
     monkeypatch.setattr(build, "run", lambda argv, **kwargs: ran.append(argv))
+    monkeypatch.setattr(build, "run_buildah", ran.append)
     ca = tmp_path / "ca.pem"
     build.build(engine, "serve", "registry.example/ml/ctloop-serve:9.9", ca)
     build.build(engine, "train", "registry.example/ml/ctloop-train:9.9", None)
@@ -456,6 +458,28 @@ def test_each_engine_builds_the_target_from_the_one_dockerfile(engine, monkeypat
         assert (f"id=pip-ca,src={ca}" in argv) is secret and not any(str(ca) in a for a in argv if "pip-ca" not in a)
     if engine == "buildah":  # no daemon, and never a pull: the base is there or its stand-in was made
         assert all("--isolation" in a and "--pull=never" in a for a in ran)
+
+
+@pytest.mark.parametrize("failures, message, runs, built", [
+    (1, "Close_Fd sealing memfd copy: Device or resource busy", 2, True),  # buildah's transient: built again
+    (5, "Close_Fd sealing memfd copy: Device or resource busy", 3, False),  # but not for ever
+    (1, "ERROR: No matching distribution found for numpy", 1, False),  # any other failure stops at once
+])  # fmt: skip
+def test_a_buildah_build_is_run_again_only_after_its_transient_failure(tmp_path, failures, message, runs, built):
+    build = load_build_script()
+    count = tmp_path / "runs"
+    # A stand-in for buildah: fails with the message the first `failures` times, then succeeds.
+    script = (
+        f"import pathlib, sys; p = pathlib.Path({str(count)!r}); n = len(p.read_text()) if p.exists() else 0; "
+        f"p.write_text('x' * (n + 1)); print('STEP 1/2'); n < {failures} and sys.exit(print({message!r}) or 1)"
+    )
+    argv = [sys.executable, "-c", script]
+    if built:
+        build.run_buildah(argv)
+    else:
+        with pytest.raises(subprocess.CalledProcessError):
+            build.run_buildah(argv)
+    assert len(count.read_text()) == runs
 
 
 def test_the_dockerfile_hands_pip_the_ca_bundle_only_as_a_secret(stages):
