@@ -51,9 +51,9 @@ def main() -> int:
         "read the 413). Each service was healthy and answered a well-formed request afterwards.",
         "",
         "model-server-grpc: the model server's gRPC port, with messages in the shapes Seldon's protos allow and",
-        "hostile contents (NaN, ±Infinity, wrong types); `no proto`: a drawn message that no proto can carry, so no",
-        "gRPC client can send it (not sent). Every sent one was answered (OK) or refused with INVALID_ARGUMENT,",
-        "gRPC's 400; none got UNKNOWN or INTERNAL, its 500s.",
+        "hostile contents (NaN, ±Infinity, wrong types), and a quarter arbitrary bytes sent as they are; `no proto`: a",
+        "drawn message that no proto can carry, so no gRPC client can send it (not sent). Every sent one was answered",
+        "(OK) or refused with INVALID_ARGUMENT, gRPC's 400; none got UNKNOWN or INTERNAL, its 500s.",
     ]
     title = f"Fuzzing over HTTP and gRPC, {args.examples:,} requests per service"
     write(args.out, "fuzz", title, results, notes, table)

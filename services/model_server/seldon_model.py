@@ -11,7 +11,7 @@ to log.
 The wrapper also serves Seldon's gRPC API (``seldon.protos.Model/Predict`` and ``SendFeedback``, on
 PREDICTIVE_UNIT_GRPC_SERVICE_PORT, 5000 by default), which Seldon's executor calls for a SeldonDeployment with
 ``transport: grpc``. The same messages as protos get the same scores and decisions; a bad request is gRPC's
-INVALID_ARGUMENT with the same words.
+INVALID_ARGUMENT with the same words, and so are bytes that are no message of the method's type.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ import seldon_core.wrapper
 from flask.json.provider import DefaultJSONProvider
 from google.protobuf import json_format
 from seldon_core.flask_utils import SeldonMicroserviceException
+from seldon_core.proto import prediction_pb2_grpc
 from seldon_core.proto.prediction_pb2 import SeldonMessage
 from werkzeug.datastructures import ImmutableDict
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -132,6 +133,79 @@ def _refusals(context):
 
 # Read by the wrapper's get_grpc_server when seldon-core-microservice starts its gRPC workers.
 seldon_core.wrapper.SeldonModelGRPC = _GRPCModel
+
+
+class _Unreadable:
+    """What the request's bytes became when they are no message of the method's type."""
+
+    def __init__(self, error: Exception):
+        self.error = error
+
+
+class _UnreadableRefused(grpc.GenericRpcHandler):
+    """One of the wrapper's services whose methods refuse bytes that are no message with INVALID_ARGUMENT. gRPC
+    answers a deserializer's exception INTERNAL, a server error, for what is the client's: here the deserializer
+    hands the error over instead, and the method refuses it before the servicer is called."""
+
+    def __init__(self, service: grpc.GenericRpcHandler):
+        self.service_handler = service
+        # By method, as service() runs on every call; only the service's own, so that no client can grow it.
+        self.handlers: dict[str, grpc.RpcMethodHandler] = {}
+
+    def service(self, handler_call_details):
+        method = handler_call_details.method
+        handler = self.handlers.get(method)
+        if handler is None:
+            handler = self.service_handler.service(handler_call_details)
+            if handler is None:
+                return None
+            if handler.unary_unary is not None and handler.request_deserializer is not None:
+                handler = handler._replace(request_deserializer=_reading(handler.request_deserializer),
+                                           unary_unary=_refusing_unreadable(handler.unary_unary, method))  # fmt: skip
+            self.handlers[method] = handler
+        return handler
+
+
+def _reading(deserialize):
+    def read(data: bytes):
+        try:
+            return deserialize(data)
+        except Exception as e:  # protobuf's DecodeError, or whatever a message's parser raises on bytes
+            return _Unreadable(e)
+
+    return read
+
+
+def _refusing_unreadable(behavior, method: str):
+    def call(request, context):
+        if isinstance(request, _Unreadable):
+            context.abort(grpc.StatusCode.INVALID_ARGUMENT, f"{method}: the request is no message of the method's "
+                          f"type ({type(request.error).__name__}: {request.error})")  # fmt: skip
+        return behavior(request, context)
+
+    return call
+
+
+class _Server:
+    """The server as the generated ``add_*Servicer_to_server`` functions see it."""
+
+    def __init__(self, server: grpc.Server):
+        self.server = server
+
+    def add_generic_rpc_handlers(self, handlers) -> None:
+        self.server.add_generic_rpc_handlers(tuple(_UnreadableRefused(h) for h in handlers))
+
+
+def _adding_unreadable_refused(add_to_server):
+    def add(servicer, server):
+        add_to_server(servicer, _Server(server))
+
+    return add
+
+
+# The wrapper's get_grpc_server registers its servicer with these functions, looked up when it runs.
+for _add in [name for name in vars(prediction_pb2_grpc) if name.startswith("add_") and name.endswith("_to_server")]:
+    setattr(prediction_pb2_grpc, _add, _adding_unreadable_refused(getattr(prediction_pb2_grpc, _add)))
 
 
 class SeldonModel:

@@ -319,6 +319,26 @@ def test_a_bad_grpc_request_is_refused_with_a_client_error_naming_the_feature(se
     wait_until_scored(server, before + 1)
 
 
+def test_bytes_that_are_no_message_are_refused_over_grpc_as_invalid(server, trained):
+    """gRPC answers a deserializer's exception INTERNAL, a server error; bytes that are no message of the method's
+    type are the client's error: INVALID_ARGUMENT naming the method and protobuf's reason, on every service the
+    wrapper registers, and the server answers afterwards."""
+    import grpc
+
+    with grpc.insecure_channel(server["grpc"]) as channel:
+        grpc.channel_ready_future(channel).result(timeout=60)
+        for method in ("/seldon.protos.Model/Predict", "/seldon.protos.Model/SendFeedback",
+                       "/seldon.protos.Seldon/Predict", "/seldon.protos.Model/Metadata"):  # fmt: skip
+            for unreadable in (b"\xff\xff\xff", b"\x0a\x05ab"):  # a truncated varint; a field shorter than it says
+                with pytest.raises(grpc.RpcError) as refused:
+                    channel.unary_unary(method)(unreadable, timeout=30)
+                assert refused.value.code() == grpc.StatusCode.INVALID_ARGUMENT, (method, refused.value)
+                assert method in refused.value.details() and "DecodeError" in refused.value.details()
+    before = scraped(server).get(("scores", "all"), 0)
+    assert grpc_call(server, "Predict", {"jsonData": trained["rows"][0]})["data"]["ndarray"]
+    wait_until_scored(server, before + 1)
+
+
 def test_feedback_over_grpc_counts_right_and_wrong(server, trained):
     import grpc
 
@@ -433,8 +453,8 @@ def test_fuzz_predictions_and_feedback_never_get_a_5xx_and_the_server_stays_heal
 def test_fuzz_grpc_predictions_and_feedback_are_answered_or_refused_as_invalid(server, trained, fuzz):
     """Generated messages over real gRPC, in the model's shapes with hostile values (NaN, infinities, wrong types,
     other structures): every one a proto can carry is answered, or refused with INVALID_ARGUMENT; none gets UNKNOWN
-    or INTERNAL, and the server answers afterwards. Bytes that are no proto never reach the model: gRPC's own
-    deserializer answers them INTERNAL before the wrapper's servicer is called."""
+    or INTERNAL, and the server answers afterwards. Some requests are arbitrary bytes, sent as they are: answered
+    or refused the same way."""
     import grpc
     from google.protobuf import json_format
     from hypothesis import given
@@ -465,20 +485,25 @@ def test_fuzz_grpc_predictions_and_feedback_are_answered_or_refused_as_invalid(s
     started = time.monotonic()
     with grpc.insecure_channel(server["grpc"]) as channel:
         stub = prediction_pb2_grpc.ModelStub(channel)
+        as_bytes = {method: channel.unary_unary(f"/seldon.protos.Model/{method}") for method in messages}
 
         @fuzz.settings()
         @given(data=st.data())
         def one(data):
             method = data.draw(st.sampled_from(sorted(messages)))
             kind, shape = messages[method]
-            message = data.draw(shape)
+            if data.draw(st.integers(0, 3)) == 0:  # a quarter: bytes as they come, most of them no message
+                call, request = as_bytes[method], data.draw(st.binary(max_size=64))
+                message = request
+            else:
+                message = data.draw(shape)
+                try:
+                    call, request = getattr(stub, method), json_format.ParseDict(message, kind())
+                except (json_format.ParseError, TypeError, ValueError, AttributeError):
+                    statuses["no proto"] += 1  # what a proto cannot carry, no gRPC client can send
+                    return
             try:
-                request = json_format.ParseDict(message, kind())
-            except (json_format.ParseError, TypeError, ValueError, AttributeError):
-                statuses["no proto"] += 1  # what a proto cannot carry, no gRPC client can send
-                return
-            try:
-                getattr(stub, method)(request, timeout=30)
+                call(request, timeout=30)
                 statuses["OK"] += 1
             except grpc.RpcError as e:
                 statuses[e.code().name] += 1
