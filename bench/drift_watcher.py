@@ -5,7 +5,9 @@ python bench/drift_watcher.py --out bench/results [--repeat 3] [--seconds 8] [--
 1. Ingestion: request and response CloudEvents posted by wrk to the watcher pinned to one core (wrk on the other),
    as configured by default (each answer after a shared fsync of its journal line) and with
    drift.journal_fsync false, against a comparator pinned the same way: a Starlette endpoint that only reads the
-   body and answers (the HTTP floor of the same stack). Medians of alternating runs; the watcher's peak memory.
+   body and answers (the HTTP floor of the same stack); also the default watcher and the floor on uvicorn's
+   pure-Python stack (h11 and asyncio's loop, what uvicorn takes without httptools and uvloop). Medians of
+   alternating runs; the watcher's peak memory.
    Beside it, in process and with no HTTP: the CPU per event of the watcher's own work (parse, journal, apply) and
    of the window tests, against the floor's whole CPU per request: what one core has left for the watcher.
 2. Detection, side by side on the same streams: the sequential detector (the default), disjoint windows with and
@@ -58,7 +60,15 @@ async def ready(request):
     return JSONResponse({"status": "ready"})
 
 app = Starlette(routes=[Route("/v1/events", ingest, methods=["POST"]), Route("/readyz", ready)])
-uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning")
+uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), log_level="warning", **STACK)
+"""
+# uvicorn's pure-Python stack, which it falls back to without httptools and uvloop (the watch image has both).
+H11 = {"http": "h11", "loop": "asyncio"}
+WATCHER_ON = """
+import functools, sys, uvicorn
+uvicorn.run = functools.partial(uvicorn.run, **STACK)
+from ctloop.services.drift_watcher.__main__ import main
+main(sys.argv[1:])
 """
 
 
@@ -111,9 +121,9 @@ def events_accepted(url: str) -> int:
     return int(sum(float(v) for v in found))
 
 
-def _start_watcher(tmp: Path, journal_fsync: bool) -> tuple[subprocess.Popen, int]:
+def _start_watcher(tmp: Path, journal_fsync: bool, stack: dict | None = None) -> tuple[subprocess.Popen, int]:
     """A watcher pinned to core 0 whose champion's reference is in its cache and announced by its journal's first
-    record (no registry here), so that windows are judged while the load runs."""
+    record (no registry here), so that windows are judged while the load runs; on uvicorn's ``stack`` if given."""
     s = settings(tmp, window_size=500, min_window_size=200, reference_poll_s=3600, journal_fsync=journal_fsync)
     references = ReferenceStore(tmp / "state" / "reference", s)
     traffic.reference(4000, seed=1).to_parquet(references.path("1"))
@@ -124,8 +134,9 @@ def _start_watcher(tmp: Path, journal_fsync: bool) -> tuple[subprocess.Popen, in
     config_path.write_text(yaml.safe_dump(json.loads(s.json())))
     port = free_port()
     env = {**os.environ, "CTLOOP_WEBHOOK_SECRET": "bench-secret-0123456789", "CTLOOP_WATCHER_TOKEN": TOKEN}
+    program = ["-m", "ctloop.services.drift_watcher"] if stack is None else ["-c", f"STACK = {stack!r}{WATCHER_ON}"]
     process = subprocess.Popen(
-        ["taskset", "-c", "0", sys.executable, "-m", "ctloop.services.drift_watcher", "--config", str(config_path),
+        ["taskset", "-c", "0", sys.executable, *program, "--config", str(config_path),
          "--host", "127.0.0.1", "--port", str(port), "--state", str(tmp / "state")],
         env=env, stdout=(tmp / "watcher.log").open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
@@ -181,15 +192,20 @@ def ingestion(tmp: Path, repeat: int, seconds: int, memory_events: int) -> tuple
     )
     # The watcher as configured by default (each answer after an fsync shared by the events that arrive during
     # it), and with drift.journal_fsync false (after the kernel has the line), against the HTTP floor.
-    watcher, watcher_port = _start_watcher(tmp / "fsync", journal_fsync=True)
-    flushed, flushed_port = _start_watcher(tmp / "flush", journal_fsync=False)
-    floor_port = free_port()
-    floor = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", FLOOR, str(floor_port)])
+    # Beside both, the default watcher and the floor on uvicorn's pure-Python stack (h11, asyncio's loop).
+    processes, urls = {}, {}
+    for name, fsync, stack in (("fsync", True, None), ("flush", False, None), ("fsync_h11", True, H11)):
+        processes[name], port = _start_watcher(tmp / name, journal_fsync=fsync, stack=stack)
+        urls[name] = f"http://127.0.0.1:{port}"
+    for name, stack in (("floor", {}), ("floor_h11", H11)):
+        port = free_port()
+        program = f"STACK = {stack!r}{FLOOR}"
+        processes[name] = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-c", program, str(port)])
+        urls[name] = f"http://127.0.0.1:{port}"
+    watcher = processes["fsync"]
     lua = Path(__file__).with_name("drift_watcher.lua")
-    urls = {name: f"http://127.0.0.1:{port}" for name, port in
-            (("fsync", watcher_port), ("flush", flushed_port), ("floor", floor_port))}  # fmt: skip
     try:
-        for name, process in (("fsync", watcher), ("flush", flushed), ("floor", floor)):
+        for name, process in processes.items():
             wait_ready(urls[name], process)
         runs: dict[str, list[dict]] = {name: [] for name in urls}
         for url in urls.values():
@@ -207,7 +223,7 @@ def ingestion(tmp: Path, repeat: int, seconds: int, memory_events: int) -> tuple
             wrk(urls["fsync"], lua, (requests, responses), max(5, min(60, (memory_events - accepted) // 3000)))
         memory.append({"events": accepted, "rss_mib": rss_mib(watcher.pid, "VmRSS"), "peak_mib": rss_mib(watcher.pid)})
     finally:
-        for p in (watcher, flushed, floor):
+        for p in processes.values():
             p.terminate()
             p.wait(timeout=60)
     cost = cpu_per_event(tmp / "cost")
@@ -224,13 +240,27 @@ def ingestion(tmp: Path, repeat: int, seconds: int, memory_events: int) -> tuple
         "watcher_p99_ms": p99["fsync"],
         "watcher_without_fsync_p99_ms": p99["flush"],
         "floor_p99_ms": p99["floor"],
+        "on_h11": {
+            "watcher_events_per_s": rate["fsync_h11"],
+            "floor_events_per_s": rate["floor_h11"],
+            "watcher_p99_ms": p99["fsync_h11"],
+            "floor_p99_ms": p99["floor_h11"],
+        },  # fmt: skip
+        "stack": uvicorn_stack(),
         "watcher_peak_rss_mib": rss,
         "memory": memory,
         "watcher_errors": errors,
         "cpu_per_event": {**cost, "floor_us": 1e6 / f},
         "windows_written": status["window"]["index"],
-        "runs": {"watcher": runs["fsync"], "watcher_without_fsync": runs["flush"], "floor": runs["floor"]},
+        "runs": {
+            "watcher": runs["fsync"],
+            "watcher_without_fsync": runs["flush"],
+            "floor": runs["floor"],
+            "watcher_on_h11": runs["fsync_h11"],
+            "floor_on_h11": runs["floor_h11"],
+        },  # fmt: skip
     }
+    h11_w, h11_f = rate["fsync_h11"], rate["floor_h11"]
     lines = [
         "## Ingestion, one core (wrk -t1 -c8 on the other)",
         "",
@@ -241,6 +271,13 @@ def ingestion(tmp: Path, repeat: int, seconds: int, memory_events: int) -> tuple
         f"| drift watcher, `drift.journal_fsync: false`: answered once the kernel has the line | {rate['flush']:,.0f} "
         f"| {p99['flush']:.1f} ms | {rate['flush'] / f:.2f} |",
         f"| comparator: Starlette endpoint reading the body | {f:,.0f} | {p99['floor']:.1f} ms | 1.00 |",
+        f"| drift watcher, default, on h11 and asyncio's loop | {h11_w:,.0f} | {p99['fsync_h11']:.1f} ms "
+        f"| {h11_w / f:.2f} ({h11_w / h11_f:.2f} of the floor on h11) |",
+        f"| the Starlette endpoint on h11 and asyncio's loop | {h11_f:,.0f} | {p99['floor_h11']:.1f} ms "
+        f"| {h11_f / f:.2f} |",
+        "",
+        f"uvicorn's stack in the watch environment: {result['stack']}; the default watcher takes "
+        f"{w / h11_w:.2f}x the events a second on it that it takes on h11 and asyncio's loop.",
         "",
         f"Peak memory of the default watcher (VmHWM) after {repeat + 1} runs: {rss:.0f} MiB; "
         f"{status['window']['index']} windows of 500 written; {errors} failed requests. Taken on to "
@@ -263,6 +300,15 @@ def ingestion(tmp: Path, repeat: int, seconds: int, memory_events: int) -> tuple
         "",
     ]
     return lines, result
+
+
+def uvicorn_stack() -> str:
+    """What uvicorn's defaults (http and loop "auto") take in this environment, which the watcher runs."""
+    from uvicorn.config import Config
+
+    config = Config(None, http="auto", loop="auto")
+    config.load()
+    return f"{config.http_protocol_class.__module__}, {config.get_loop_factory().__module__}"
 
 
 # -- detection: delay against false triggers, side by side, on the same streams

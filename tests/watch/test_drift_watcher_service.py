@@ -237,6 +237,18 @@ def test_duplicates_are_dropped_and_bad_events_get_a_400(watcher):
     assert missing.status_code == 400 and "Ce-Requestid" in missing.json()["error"]
 
 
+def test_the_watcher_serves_with_uvicorns_c_parser_and_event_loop(watcher):
+    """uvicorn takes httptools and uvloop only when they are installed, and says nothing when they are not: the
+    running watcher has both loaded (its memory map), and answers through them."""
+    watcher.start()
+    mapped = Path(f"/proc/{watcher.process.pid}/maps").read_text()
+    assert "/httptools/parser/parser." in mapped and "/uvloop/loop." in mapped
+    headers, body = traffic.request_event("p1", traffic.rows(1, seed=2)[0]["features"])
+    assert (
+        httpx.post(f"{watcher.url}/v1/events", content=body, headers=headers, auth=AUTH).json()["status"] == "accepted"
+    )
+
+
 def test_events_without_the_ingestion_token_are_refused_before_the_body_is_read(watcher):
     watcher.start()
     headers, body = traffic.request_event("p1", traffic.rows(1, seed=2)[0]["features"])
