@@ -245,7 +245,7 @@ def ingestion(tmp: Path, repeat: int, seconds: int, memory_events: int) -> tuple
             "floor_events_per_s": rate["floor_h11"],
             "watcher_p99_ms": p99["fsync_h11"],
             "floor_p99_ms": p99["floor_h11"],
-        },  # fmt: skip
+        },
         "stack": uvicorn_stack(),
         "watcher_peak_rss_mib": rss,
         "memory": memory,
@@ -258,7 +258,7 @@ def ingestion(tmp: Path, repeat: int, seconds: int, memory_events: int) -> tuple
             "floor": runs["floor"],
             "watcher_on_h11": runs["fsync_h11"],
             "floor_on_h11": runs["floor_h11"],
-        },  # fmt: skip
+        },
     }
     h11_w, h11_f = rate["fsync_h11"], rate["floor_h11"]
     lines = [
