@@ -273,19 +273,25 @@ def drift_measured(anomalies: anomalies_pb2.Anomalies) -> dict[tuple[str, str], 
     return out
 
 
-def stop_levels(settings: Settings) -> dict[str, dict[str, float]]:
-    """feature -> measurement -> the drift that stops a span; a feature's own (higher) report threshold raises it."""
+def stop_levels(settings: Settings) -> dict[str, dict[str, tuple[float, str]]]:
+    """feature -> measurement -> the drift that stops a span and the ctloop.yaml key that sets it; a feature's own
+    (higher) report threshold raises it."""
     gate = settings.gates.data
     out = {}
     for f in settings.features:
-        measure, stop = (
-            ("JENSEN_SHANNON_DIVERGENCE", gate.stop_jsd) if f.type == "numeric" else ("L_INFTY", gate.stop_linf)
+        measure, stop, key = (
+            ("JENSEN_SHANNON_DIVERGENCE", gate.stop_jsd, "stop_jsd")
+            if f.type == "numeric"
+            else ("L_INFTY", gate.stop_linf, "stop_linf")
         )
-        out[f.name] = {measure: max(stop, gate.features.get(f.name, 0.0))}
+        own = gate.features.get(f.name, 0.0)
+        out[f.name] = {measure: (own, f"features.{f.name}") if own > stop else (stop, key)}
     return out
 
 
-def problems_of(anomalies: anomalies_pb2.Anomalies, stops: dict[str, dict[str, float]] | None = None) -> list[Problem]:
+def problems_of(
+    anomalies: anomalies_pb2.Anomalies, stops: dict[str, dict[str, tuple[float, str]]] | None = None
+) -> list[Problem]:
     """Every reason of every anomaly. A drift or skew reason is an ERROR only at or past its stop level (``stops``);
     below, a WARNING, and the anomaly's own severity follows its reasons."""
     severity = anomalies_pb2.AnomalyInfo.Severity.Name
@@ -301,9 +307,10 @@ def problems_of(anomalies: anomalies_pb2.Anomalies, stops: dict[str, dict[str, f
             level = severity(info.severity)
             measure = DRIFT_KINDS.get(kind)
             if measure and measure in stops.get(name, {}):
-                value, stop = measured.get((name, measure), float("inf")), stops[name][measure]
+                value, (stop, key) = measured.get((name, measure), float("inf")), stops[name][measure]
                 level = "ERROR" if value >= stop else "WARNING"
-                text = f"{text.strip()} (stops at {stop:g}: {'stopped' if level == 'ERROR' else 'reported'})"
+                verdict = "stopped" if level == "ERROR" else "reported"
+                text = f"{text.strip()} (stops at {stop:g}, ctloop.yaml's gates.data.{key}: {verdict})"
             graded.append(Problem(name, kind, level, text.strip()))
         if info.severity == anomalies_pb2.AnomalyInfo.ERROR and all(p.severity == "WARNING" for p in graded):
             info.severity = anomalies_pb2.AnomalyInfo.WARNING  # the anomalies.pbtxt output says what stopped

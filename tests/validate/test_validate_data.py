@@ -167,6 +167,18 @@ def test_drift_beyond_threshold_names_the_drifted_features_and_is_reported_not_s
     strict.gates.data.features = {k: v for k, v in strict.gates.data.features.items() if v <= stop}
     stopped = run(strict, spans["covariate"], reference_uri=spans["ref"])
     assert "income" in {p.feature for p in stopped.errors if p.kind.startswith("COMPARATOR_")}
+    # Each says the level and the ctloop.yaml key that sets it: the shared level, or a feature's own above it.
+    said = {p.feature: p.description for p in result.problems if p.kind.startswith("COMPARATOR_JENSEN")}
+    assert said["income"].endswith(
+        f"(stops at {settings.gates.data.stop_jsd:g}, ctloop.yaml's gates.data.stop_jsd: reported)"
+    )
+    said = {p.feature: p.description for p in stopped.errors}
+    assert said["income"].endswith(f"(stops at {stop:g}, ctloop.yaml's gates.data.stop_jsd: stopped)")
+    own = settings.copy(deep=True)
+    own.gates.data.stop_jsd = stop / 2
+    own.gates.data.features = {**own.gates.data.features, "income": stop}
+    said = {p.feature: p.description for p in run(own, spans["covariate"], reference_uri=spans["ref"]).errors}
+    assert said["income"].endswith(f"(stops at {stop:g}, ctloop.yaml's gates.data.features.income: stopped)")
 
 
 def test_a_unit_change_is_past_the_stop_level(settings, spans, tmp_path):
