@@ -52,6 +52,7 @@ class Service:
         self.journal = Journal(self.state_dir / "journal")
         self.commit = GroupCommit(self.journal)
         self.ready = False
+        self.awaiting_labels: set[str] = set()  # triggers held: no labelled row to retrain on yet
 
     # -- state
 
@@ -153,10 +154,16 @@ class Service:
             for key, body in list(self.watcher.pending_triggers.items()):
                 window = self.watcher.unfrozen.get(key)
                 if window is not None:
-                    if not await asyncio.to_thread(self._freeze, key, window):
+                    copied = await asyncio.to_thread(self._freeze, key, window)
+                    if copied is None:
                         delay = min(delay * 2, 60.0)
                         break
+                    if copied == 0:  # a run on an empty span would fail at its first step
+                        self._await_labels(key, window)
+                        delay = 5.0  # a listing of the labelled parts: cheap, and labels go soon after they come
+                        continue
                     self.record({"kind": "frozen", "key": key, "time": time.time()})
+                self.awaiting_labels.discard(key)
                 outcome = await asyncio.to_thread(self._send, body)
                 if outcome == retrain.RETRY:
                     delay = min(delay * 2, 60.0)
@@ -164,16 +171,31 @@ class Service:
                 delay = 1.0
                 self.record({"kind": "trigger_ack", "key": key, "outcome": outcome, "time": time.time()})
 
-    def _freeze(self, key: str, window: int) -> bool:
-        """Copies the trigger's retrain data before its first send. A store that fails keeps the trigger pending, to
-        be tried again with the sender's backoff; copying again copies the same parts."""
+    def _freeze(self, key: str, window: int) -> int | None:
+        """Copies the trigger's retrain data before its first send; returns how many parts, None when the store
+        failed. A store that fails keeps the trigger pending, to be tried again with the sender's backoff; copying
+        again copies the same parts."""
         try:
-            self.watcher.sink().freeze_labelled(key, window)
-            return True
+            return self.watcher.sink().freeze_labelled(key, window)
         except Exception as e:
             log.warning("trigger %s: freezing its retrain data failed, to be retried: %s", key, e)
             self.watcher.metrics["ctloop_watcher_freeze_failures_total"].inc()
-            return False
+            return None
+
+    def _await_labels(self, key: str, window: int) -> None:
+        """Holds a trigger whose retrain data has no labelled row yet, and moves its data to the windows written
+        since (journaled, so a restart freezes the same parts): it goes once feedback has come in."""
+        if key not in self.awaiting_labels:
+            log.warning(
+                "trigger %s waits for labelled rows to retrain on: no feedback has come in up to window %d (send it "
+                "to the model's feedback endpoint, or set drift.retrain_data_uri)",
+                key,
+                window,
+            )
+            self.awaiting_labels.add(key)
+        latest = self.watcher.window_index - 1
+        if latest > window:
+            self.record({"kind": "awaiting_labels", "key": key, "window": latest, "time": time.time()})
 
     def _send(self, body: dict) -> str:
         """The trigger's outcome once the webhook has decided, or RETRY to try again later."""
@@ -233,6 +255,7 @@ class Service:
             "confirmed": w.confirmation.confirmed,
             "last_trigger": w.confirmation.last_trigger,
             "pending_triggers": list(w.pending_triggers),
+            "awaiting_labels": sorted(self.awaiting_labels),
             "last_result": w.last_result,
         }
 

@@ -56,13 +56,15 @@ class ServingData:
     def frozen_uri(self, key: str) -> str:
         return artifacts.join(self.base, "spans", key)
 
-    def freeze_labelled(self, key: str, up_to_window: int) -> str:
-        """Copy the labelled parts of the windows up to ``up_to_window`` into a folder of their own; returns its URI.
-        Copying again copies the same parts, so a retry after a failure or a restart freezes the same rows."""
-        target = self.frozen_uri(key)
+    def freeze_labelled(self, key: str, up_to_window: int) -> int:
+        """Copy the labelled parts of the windows up to ``up_to_window`` into a folder of their own
+        (``frozen_uri``); returns how many. Copying again copies the same parts, so a retry after a failure or a
+        restart freezes the same rows."""
+        target, copied = self.frozen_uri(key), 0
         for uri in artifacts.list_uris(self.labelled_uri):
             name = uri.rsplit("/", 1)[-1]
             window = part_window(name)
             if window is not None and window <= up_to_window:
                 artifacts.write_bytes(artifacts.join(target, name), artifacts.read_bytes(uri))
-        return target
+                copied += 1
+        return copied

@@ -7,7 +7,8 @@ window number, and a trigger's idempotency key is derived from the window that c
 
 Records: ``request``/``response``/``feedback`` (parsed CloudEvents, see events.py), ``close`` (a window closed by
 age), ``verdict`` (a due window's test results, computed off the event loop), ``reference`` (the champion changed),
-``frozen`` (a trigger's retrain data copied) and ``trigger_ack`` (the webhook answered a trigger). A verdict is
+``frozen`` (a trigger's retrain data copied), ``awaiting_labels`` (a trigger's retrain data moved to later windows:
+none up to it was labelled) and ``trigger_ack`` (the webhook answered a trigger). A verdict is
 journaled like any record, so a replay applies the same results without testing again.
 """
 
@@ -293,6 +294,12 @@ class Watcher:
 
     def _on_frozen(self, record: dict) -> None:
         self.unfrozen.pop(record["key"], None)
+
+    def _on_awaiting_labels(self, record: dict) -> None:
+        # No labelled rows up to the trigger yet (feedback comes later, or not through Seldon): its retrain data
+        # becomes the windows written by now, and the trigger waits until they hold some.
+        if record["key"] in self.unfrozen:
+            self.unfrozen[record["key"]] = record["window"]
 
     def _on_trigger_ack(self, record: dict) -> None:
         self.pending_triggers.pop(record["key"], None)

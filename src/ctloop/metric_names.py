@@ -109,6 +109,7 @@ METRICS: tuple[Metric, ...] = (
                 "verdict",
                 "reference",
                 "frozen",
+                "awaiting_labels",
                 "trigger_ack",
                 "unknown",
             )

@@ -89,7 +89,8 @@ def test_sequential_detector_triggers_on_covariate_drift_within_one_window(tmp_p
     # The retrain data: the labelled rows of the windows written (a window's last row is labelled after it is
     # written); fresh evidence for the next alarm.
     assert watcher.unfrozen == {trigger["idempotency_key"]: watcher.window_index - 1} and watcher.recent_rows == []
-    frozen = watcher.sink().freeze_labelled(trigger["idempotency_key"], watcher.window_index - 1)
+    assert watcher.sink().freeze_labelled(trigger["idempotency_key"], watcher.window_index - 1) == watcher.window_index
+    frozen = trigger["data_uri"]
     assert len(pd.concat(pd.read_parquet(p) for p in Path(frozen).glob("*.parquet"))) == (900 + i + 50) // 300 * 300 - 1
     assert sample(watcher, "ctloop_watcher_windows_evaluated_total", detector="sequential", drift="true") == 1
     assert metric_names.undeclared(watcher.registry) == []
@@ -114,12 +115,19 @@ def test_windows_detector_confirms_covariate_drift_within_three_windows(tmp_path
     frozen = trigger["data_uri"]
     assert frozen.endswith(f"serving/ctloop/credit-risk/spans/{trigger['idempotency_key']}")
     # Frozen by the sender before it sends (off the event loop, retried): up to the window that confirmed it.
-    assert watcher.unfrozen == {trigger["idempotency_key"]: watcher.window_index - 1}
-    assert watcher.sink().freeze_labelled(trigger["idempotency_key"], watcher.window_index - 1) == frozen
+    key = trigger["idempotency_key"]
+    assert watcher.unfrozen == {key: watcher.window_index - 1}
+    # Every window closed so far held feedback: one labelled part each.
+    assert watcher.sink().freeze_labelled(key, watcher.window_index - 1) == watcher.window_index
     assert len(pd.concat(pd.read_parquet(p) for p in Path(frozen).glob("*.parquet"))) > 900
+    # Where none up to it was labelled, the sender moves the trigger's data to the windows written since, journaled.
+    watcher.apply({"kind": "awaiting_labels", "key": key, "window": watcher.window_index + 2, "time": 0.0})
+    assert watcher.unfrozen == {key: watcher.window_index + 2} == watcher.state()["unfrozen"]
     # The sender journals that it froze them: the trigger stays pending, with nothing left to copy.
-    watcher.apply({"kind": "frozen", "key": trigger["idempotency_key"], "time": 0.0})
+    watcher.apply({"kind": "frozen", "key": key, "time": 0.0})
     assert watcher.unfrozen == {} and watcher.state()["unfrozen"] == {}
+    watcher.apply({"kind": "awaiting_labels", "key": key, "window": watcher.window_index + 3, "time": 0.0})
+    assert watcher.unfrozen == {}  # a late record for a frozen trigger changes nothing
     assert list(watcher.pending_triggers.values()) == [trigger]
     assert sample(watcher, "ctloop_watcher_drift_confirmed") == 0  # counted afresh after the trigger
     assert sample(watcher, "ctloop_watcher_windows_evaluated_total", drift="true") >= 2

@@ -155,11 +155,11 @@ def watcher(tmp_path, free_port, champion):
     webhook.server.shutdown()
 
 
-def post(client: httpx.Client, url: str, rows: list[dict], prefix: str) -> int:
+def post(client: httpx.Client, url: str, rows: list[dict], prefix: str, feedback: bool = True) -> int:
     """Sends every event of ``rows``; returns how many request rows were acknowledged."""
     acknowledged = 0
     for i, row in enumerate(rows):
-        for headers, body in traffic.events_for(row, f"{prefix}-{i}", "1"):
+        for headers, body in traffic.events_for(row, f"{prefix}-{i}", "1", feedback):
             response = client.post(f"{url}/v1/events", content=body, headers=headers)
             assert response.status_code == 200, response.text
             acknowledged += headers["Ce-Type"].endswith("request")
@@ -417,6 +417,30 @@ def test_a_record_that_cannot_be_applied_is_set_aside_and_the_watcher_goes_on(wa
     assert len((watcher.state / "journal" / "unreplayable.jsonl").read_text().splitlines()) == 3
     status = watcher.status()
     assert status["window"]["index"] * 200 + status["window"]["rows"] == acknowledged
+
+
+def test_a_trigger_before_any_feedback_waits_for_labelled_rows_and_goes_with_them(watcher):
+    """Drift seen before any label has come in: a retrain on an empty span would fail at its first step, so the
+    trigger waits and says why, and goes once feedback has come in, with the rows it labelled."""
+    watcher.start()
+    stable, drifted = traffic.rows(600, seed=2), traffic.rows(600, seed=3, drift="covariate")
+    with httpx.Client(timeout=10, auth=AUTH) as client:
+        post(client, watcher.url, stable, "stable", feedback=False)
+        post(client, watcher.url, drifted, "drift", feedback=False)
+        status = watcher.wait_for(lambda s: s["awaiting_labels"], "the trigger to wait for labels")
+        assert status["awaiting_labels"] == status["pending_triggers"] and not watcher.webhook.received
+        assert "waits for labelled rows to retrain on" in watcher.log.read_text()
+        for i, row in enumerate(drifted[:100]):  # the labels come in, then a window's requests close their window
+            headers, body = traffic.feedback_event(f"drift-{i}", row["label"])
+            assert client.post(f"{watcher.url}/v1/events", content=body, headers=headers).status_code == 200
+        post(client, watcher.url, traffic.rows(200, seed=4), "after", feedback=False)
+    watcher.wait_for(lambda s: not s["pending_triggers"], "the trigger to go")
+    (request,) = watcher.webhook.received
+    frozen = datasets.read(request["data_uri"]).frame
+    label, row_id = traffic.SETTINGS.data.label, traffic.SETTINGS.data.id_column
+    assert sorted(zip(frozen[row_id], frozen[label])) == sorted(
+        (f"drift-{i}-0", r["label"]) for i, r in enumerate(drifted[:100])
+    )
 
 
 # -- ctloop drift backtest: the same code, replayed from files
