@@ -170,6 +170,8 @@ class Service:
                     break
                 delay = 1.0
                 self.record({"kind": "trigger_ack", "key": key, "outcome": outcome, "time": time.time()})
+            self.awaiting_labels.intersection_update(self.watcher.pending_triggers)
+            self.watcher.metrics["ctloop_watcher_triggers_awaiting_labels"].set(len(self.awaiting_labels))
 
     def _freeze(self, key: str, window: int) -> int | None:
         """Copies the trigger's retrain data before its first send; returns how many parts, None when the store

@@ -177,6 +177,13 @@ METRICS: tuple[Metric, ...] = (
         "drift_watcher",
     ),
     Metric(
+        "ctloop_watcher_triggers_awaiting_labels",
+        "gauge",
+        "Triggers held because no labelled row has come in to retrain on (they go with the first feedback)",
+        (),
+        "drift_watcher",
+    ),
+    Metric(
         "ctloop_watcher_reference_version",
         "gauge",
         "Registry version of the champion whose reference sample is in use",

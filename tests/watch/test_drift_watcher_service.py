@@ -419,6 +419,12 @@ def test_a_record_that_cannot_be_applied_is_set_aside_and_the_watcher_goes_on(wa
     assert status["window"]["index"] * 200 + status["window"]["rows"] == acknowledged
 
 
+def held(watcher) -> float:
+    """The gauge the CtloopRetrainAwaitingLabels alert reads."""
+    metrics = httpx.get(f"{watcher.url}/metrics").text
+    return float(re.search(r"^ctloop_watcher_triggers_awaiting_labels (\S+)$", metrics, re.M).group(1))
+
+
 def test_a_trigger_before_any_feedback_waits_for_labelled_rows_and_goes_with_them(watcher):
     """Drift seen before any label has come in: a retrain on an empty span would fail at its first step, so the
     trigger waits and says why, and goes once feedback has come in, with the rows it labelled."""
@@ -427,14 +433,14 @@ def test_a_trigger_before_any_feedback_waits_for_labelled_rows_and_goes_with_the
     with httpx.Client(timeout=10, auth=AUTH) as client:
         post(client, watcher.url, stable, "stable", feedback=False)
         post(client, watcher.url, drifted, "drift", feedback=False)
-        status = watcher.wait_for(lambda s: s["awaiting_labels"], "the trigger to wait for labels")
+        status = watcher.wait_for(lambda s: s["awaiting_labels"] and held(watcher) == 1, "the trigger to wait")
         assert status["awaiting_labels"] == status["pending_triggers"] and not watcher.webhook.received
         assert "waits for labelled rows to retrain on" in watcher.log.read_text()
         for i, row in enumerate(drifted[:100]):  # the labels come in, then a window's requests close their window
             headers, body = traffic.feedback_event(f"drift-{i}", row["label"])
             assert client.post(f"{watcher.url}/v1/events", content=body, headers=headers).status_code == 200
         post(client, watcher.url, traffic.rows(200, seed=4), "after", feedback=False)
-    watcher.wait_for(lambda s: not s["pending_triggers"], "the trigger to go")
+    watcher.wait_for(lambda s: not s["pending_triggers"] and held(watcher) == 0, "the trigger to go")
     (request,) = watcher.webhook.received
     frozen = datasets.read(request["data_uri"]).frame
     label, row_id = traffic.SETTINGS.data.label, traffic.SETTINGS.data.id_column
