@@ -260,12 +260,6 @@ def part_tfdv(period: str) -> dict:
 
     stop, far_limit = DataGate().stop_jsd, DataGate().max_far_out_share
 
-    def deciles(prev_df, cur_df) -> dict:
-        return decile_measures(prev_df, cur_df, NUMERIC)[0]
-
-    def far(prev_df, cur_df) -> dict:
-        return decile_measures(prev_df, cur_df, NUMERIC)[1]
-
     _, span, info = load(period)
     cols = CATEGORICAL + NUMERIC + [LABEL]
     options = tfdv.StatsOptions(label_feature=LABEL)
@@ -273,14 +267,12 @@ def part_tfdv(period: str) -> dict:
     def stats(df):
         return tfdv.generate_statistics_from_dataframe(df[cols].reset_index(drop=True), stats_options=options)
 
-    drift = tfdv_drift
-
     def inject(row: dict, key: str, feat: str, prev_df, cur_df, prev_stats=None, cur_stats=None) -> None:
         prev_stats = prev_stats if prev_stats is not None else stats(prev_df)
         cur_stats = cur_stats if cur_stats is not None else stats(cur_df)
-        row["injected"][key] = drift(prev_stats, cur_stats)[feat]
-        row["injected_deciles"][key] = deciles(prev_df, cur_df)[feat]
-        row["injected_far_out"][key] = far(prev_df, cur_df).get(feat, 0.0)
+        row["injected"][key] = tfdv_drift(prev_stats, cur_stats)[feat]
+        deciles, far = decile_measures(prev_df, cur_df, NUMERIC)
+        row["injected_deciles"][key], row["injected_far_out"][key] = deciles[feat], far.get(feat, 0.0)
 
     rng = np.random.default_rng(SEED)
     by_period = {int(p): g.reset_index(drop=True) for p, g in span.groupby("period")}
@@ -288,8 +280,9 @@ def part_tfdv(period: str) -> dict:
     rows = []
     for a, b in pairs(span):
         ga, gb = by_period[a], by_period[b]
-        row = {"pair": [a, b], "clean": drift(st[a], st[b]), "clean_deciles": deciles(ga, gb),
-               "clean_far_out": far(ga, gb), "injected": {}, "injected_deciles": {},
+        deciles, far = decile_measures(ga, gb, NUMERIC)
+        row = {"pair": [a, b], "clean": tfdv_drift(st[a], st[b]), "clean_deciles": deciles,
+               "clean_far_out": far, "injected": {}, "injected_deciles": {},
                "injected_far_out": {}}  # fmt: skip
         for feat in ["distance", "hour"]:
             for factor in (12, 100):
@@ -314,7 +307,7 @@ def part_tfdv(period: str) -> dict:
         for feat in ["carrier", "dest"]:
             hit = rng.random(len(gb)) < 0.2
             bad = gb.assign(**{feat: np.where(hit, "ZZZ_NEW", gb[feat])})
-            row["injected"][f"{feat}: 20% new code"] = drift(st[a], stats(bad))[feat]
+            row["injected"][f"{feat}: 20% new code"] = tfdv_drift(st[a], stats(bad))[feat]
         rows.append(row)
 
     jsd = [v["value"] for r in rows for v in r["clean"].values() if v["type"] == "JENSEN_SHANNON_DIVERGENCE"]
