@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 
-.PHONY: help setup lock test test-fast demo up down bench bench-decisions bench-blessing fuzz bench-env bench-data bench-lock bench-wrk lint images test-images image-tools system-packages clean
+.PHONY: help setup lock test test-lane-images test-lane-dev test-fast demo up down bench bench-decisions bench-blessing fuzz bench-env bench-data bench-lock bench-wrk lint images test-images image-tools system-packages clean
 
 help:
 	@echo "make demo    run the loop on the embedded default (sets everything up)"
@@ -82,11 +82,22 @@ lock: $(UV)
 
 # Each suite runs in the environment of the image it tests, together with tests/core: the shared core must
 # work in every image. tests/dev holds the CLI, the local stack and cross-room tests.
+# The suites run in two lanes at once, one per core (most of a suite's time is spent waiting on the servers it
+# starts): dev's suite, the longest (the end-to-end demo), beside the five images' suites one after another. A lane
+# stops at its first failing suite, and each lane's output is printed whole when it ends. TEST_LANES=1 runs them
+# one after another.
+TEST_LANES ?= 2
+suite = echo "== tests/core tests/$(1) in $(VENVS)/$(1)"; $(VENVS)/$(1)/bin/python -m pytest tests/core tests/$(1) $(PYTEST_ARGS)
+
 test: setup
-	for env in $(ENVS); do \
-		echo "== tests/core tests/$$env in $(VENVS)/$$env"; \
-		$(VENVS)/$$env/bin/python -m pytest tests/core tests/$$env $(PYTEST_ARGS); \
-	done
+	$(MAKE) --no-print-directory -j$(TEST_LANES) --output-sync=target PYTEST_ARGS='$(PYTEST_ARGS)' \
+		test-lane-images test-lane-dev
+
+test-lane-images:
+	for env in $(IMAGES); do $(call suite,$$env); done
+
+test-lane-dev:
+	$(call suite,dev)
 
 # Skips tests marked slow (the end-to-end ones); CI runs everything through `make test`.
 test-fast: PYTEST_ARGS += -m "not slow"
