@@ -18,7 +18,7 @@ import httpx
 __all__ = ["Traffic"]
 
 IN_FLIGHT = 32
-KEEPALIVE_S = 2.0  # below uvicorn's timeout_keep_alive (5 s), which the local gateway keeps
+KEEPALIVE_S = 2.0  # below the gateway server's keep-alive (ctloop.services.http_server), so the client closes first
 
 
 @dataclass

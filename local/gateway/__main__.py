@@ -9,10 +9,9 @@ import argparse
 import logging
 from pathlib import Path
 
-import uvicorn
-
 from ctloop.local.gateway.app import Gateway
 from ctloop.local.gateway.predictors import Pool, seldon_launcher
+from ctloop.services.http_server import serve
 
 
 def main(argv=None) -> None:
@@ -27,7 +26,7 @@ def main(argv=None) -> None:
     logging.basicConfig(level=logging.INFO)
     root = Path(args.deployments)
     gateway = Gateway(root, Pool(seldon_launcher(Path(args.venvs)), root.parent / "predictors"))
-    uvicorn.run(gateway.app(), host=args.host, port=args.port, log_level="warning")
+    serve(gateway.app(), args.host, args.port)
 
 
 if __name__ == "__main__":

@@ -13,12 +13,11 @@ import logging
 import sys
 from pathlib import Path
 
-import uvicorn
-
 from ctloop.contracts import ingestion, signing
 from ctloop.entrypoint import settings_from_file
 from ctloop.errors import CtloopError
 from ctloop.services.drift_watcher.app import Service
+from ctloop.services.http_server import serve
 
 
 def main(argv=None) -> None:
@@ -38,7 +37,7 @@ def main(argv=None) -> None:
         sys.exit(e.exit_code)
     state = Path(args.state or Path(settings.local.state_dir) / "watcher")
     service = Service(settings, state, secret, token)
-    uvicorn.run(service.app(), host=args.host, port=args.port, log_level="warning")
+    serve(service.app(), args.host, args.port)
 
 
 if __name__ == "__main__":

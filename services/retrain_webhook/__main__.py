@@ -10,10 +10,9 @@ import logging
 import sys
 from pathlib import Path
 
-import uvicorn
-
 from ctloop import config
 from ctloop.errors import CtloopError
+from ctloop.services.http_server import serve
 from ctloop.services.retrain_webhook.app import build
 
 
@@ -33,7 +32,7 @@ def main(argv=None) -> None:
         print(f"error: {e}", file=sys.stderr)
         sys.exit(e.exit_code)
     port = args.port if args.port is not None else settings.local.webhook_port
-    uvicorn.run(webhook.app(), host=args.host, port=port, log_level="warning")
+    serve(webhook.app(), args.host, port)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,11 @@ import argparse
 import logging
 import sys
 
-import uvicorn
-
 from ctloop import deployment_target
 from ctloop.contracts import registry
 from ctloop.entrypoint import settings_from_file
 from ctloop.errors import CtloopError
+from ctloop.services.http_server import serve
 from ctloop.services.rollout_controller import app, checks
 from ctloop.services.rollout_controller.controller import Controller
 
@@ -38,7 +37,7 @@ def main(argv=None) -> int:
         return e.exit_code
     controller = Controller(settings, target, checks.PrometheusSource(settings.endpoints.prometheus.url),
                             lambda: registry.connect(settings))  # fmt: skip
-    uvicorn.run(app.build(controller), host=args.host, port=args.port, log_level="warning")
+    serve(app.build(controller), args.host, args.port)
     return 0
 
 

@@ -89,3 +89,17 @@ def test_contracts_load_with_nothing_but_the_standard_library_pyyaml_and_pydanti
                 continue
             offenders.setdefault(name, []).append(imported)
     assert offenders == {}
+
+
+def test_every_http_service_serves_through_the_shared_set_up():
+    """One uvicorn set-up (ctloop.services.http_server: its keep-alive outlives pooled clients'), used by every
+    service's entry program and the local gateway alike."""
+    calls = {}
+    for folder in ("services", "local"):
+        for name, path in modules(folder).items():
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.Call) and ast.unparse(node.func) in ("uvicorn.run", "serve"):
+                    calls.setdefault(ast.unparse(node.func), set()).add(name)
+    assert calls["uvicorn.run"] == {"ctloop.services.http_server"}
+    entries = {f"ctloop.services.{s}.__main__" for s in ("drift_watcher", "retrain_webhook", "rollout_controller")}
+    assert entries | {"ctloop.local.gateway.__main__"} <= calls["serve"]
