@@ -262,24 +262,24 @@ def from_champion(schema: schema_pb2.Schema, settings: Settings) -> schema_pb2.S
 
 
 def drift_measured(
-    anomalies: anomalies_pb2.Anomalies, deciles: dict[str, float] | None = None
+    anomalies: anomalies_pb2.Anomalies,
+    deciles: dict[str, float] | None = None,
+    serving_deciles: dict[str, float] | None = None,
 ) -> dict[tuple[str, str], float]:
     """(feature, measurement) -> the largest drift or skew TFDV measured for it. With ``deciles`` (feature -> the
     divergence on the previous span's deciles, span_checks.quantile_divergence), a feature's drift divergence counts
-    as the lower of the two: a far-out value inflates TFDV's, a change of the bulk or a unit change moves both."""
+    as the lower of the two: a far-out value inflates TFDV's, a change of the bulk or a unit change moves both. With
+    ``serving_deciles`` (the logged serving rows on this span's deciles) the same for its skew divergence."""
     name = anomalies_pb2.DriftSkewInfo.Measurement.Type.Name
-    deciles = deciles or {}
     out: dict[tuple[str, str], float] = {}
     for info in anomalies.drift_skew_info:
         feature = ".".join(info.path.step)
-        for m in info.drift_measurements:
-            key, value = (feature, name(m.type)), m.value
-            if key[1] == "JENSEN_SHANNON_DIVERGENCE" and feature in deciles:
-                value = min(value, deciles[feature])
-            out[key] = max(out.get(key, 0.0), value)
-        for m in info.skew_measurements:
-            key = (feature, name(m.type))
-            out[key] = max(out.get(key, 0.0), m.value)
+        for measurements, on_deciles in ((info.drift_measurements, deciles), (info.skew_measurements, serving_deciles)):
+            for m in measurements:
+                key, value = (feature, name(m.type)), m.value
+                if key[1] == "JENSEN_SHANNON_DIVERGENCE" and feature in (on_deciles or {}):
+                    value = min(value, on_deciles[feature])
+                out[key] = max(out.get(key, 0.0), value)
     return out
 
 
@@ -303,13 +303,15 @@ def problems_of(
     anomalies: anomalies_pb2.Anomalies,
     stops: dict[str, dict[str, tuple[float, str]]] | None = None,
     deciles: dict[str, float] | None = None,
+    serving_deciles: dict[str, float] | None = None,
 ) -> list[Problem]:
     """Every reason of every anomaly. A drift or skew reason is an ERROR only at or past its stop level (``stops``),
-    a numeric feature's drift by both TFDV's and the ``deciles`` divergence where that is known; below, a WARNING,
-    and the anomaly's own severity follows its reasons."""
+    a numeric feature's drift or skew by both TFDV's divergence and the one on deciles where that is known
+    (``deciles``, ``serving_deciles``: drift_measured); below, a WARNING, and the anomaly's own severity follows its
+    reasons."""
     severity = anomalies_pb2.AnomalyInfo.Severity.Name
-    measured, by_tfdv = drift_measured(anomalies, deciles), drift_measured(anomalies)
-    stops, deciles = stops or {}, deciles or {}
+    measured, by_tfdv = drift_measured(anomalies, deciles, serving_deciles), drift_measured(anomalies)
+    stops, deciles, serving_deciles = stops or {}, deciles or {}, serving_deciles or {}
     out = []
     for name, info in sorted(anomalies.anomaly_info.items()):
         reasons = info.reason or [None]
@@ -323,8 +325,12 @@ def problems_of(
                 value, (stop, key) = measured.get((name, measure), float("inf")), stops[name][measure]
                 level = "ERROR" if value >= stop else "WARNING"
                 verdict = "stopped" if level == "ERROR" else "reported"
-                if measure == "JENSEN_SHANNON_DIVERGENCE" and name in deciles:
-                    verdict += f"; on the previous span's deciles {deciles[name]:.3g}"
+                # TFDV words a drift and a skew reason alike, so both deciles figures go with either
+                on_deciles = [f"on the previous span's deciles {deciles[name]:.3g}"] if name in deciles else []
+                if name in serving_deciles:
+                    on_deciles.append(f"the logged serving data on this span's deciles {serving_deciles[name]:.3g}")
+                if measure == "JENSEN_SHANNON_DIVERGENCE" and on_deciles:
+                    verdict += "; " + ", ".join(on_deciles)
                     if by_tfdv.get((name, measure), 0.0) >= stop > value:
                         verdict += ": a far-out value stretches TFDV's equal-width histogram"
                 text = f"{text.strip()} (stops at {stop:g}, ctloop.yaml's gates.data.{key}: {verdict})"
@@ -395,14 +401,19 @@ def run(request: Request) -> Result:
         else:
             drift = f"not measured: {whose} version was registered without statistics"
     serving, skew = None, "not measured: no serving statistics and no logged serving data"
+    serving_deciles: dict[str, float] = {}  # the logged rows on this span's deciles, where the rows are at hand
     if request.serving_statistics:
         serving, skew = load_statistics(request.serving_statistics), "measured against serving data"
     elif request.serving_data:
         try:
-            serving = serving_statistics_of(datasets.read(request.serving_data, "parquet"), settings)
+            logged = datasets.read(request.serving_data, "parquet")
+            serving = serving_statistics_of(logged, settings)
         except BadInputError as e:  # logged traffic that cannot be read must not stop a span: it is said
             skew = f"not measured: the logged serving data cannot be read ({e})"
         else:
+            serving_deciles = span_checks.quantile_divergence(
+                logged.frame, span_checks.quantile_bins(ds.frame, settings)
+            )
             where = f"the serving data the drift watcher logged ({request.serving_data})"
             skew = f"measured against {where}" if serving is not None else f"not measured: no feature in {where}"
 
@@ -423,7 +434,8 @@ def run(request: Request) -> Result:
     anomalies = tfdv.validate_statistics(
         stats, schema, environment=TRAINING, previous_statistics=previous, serving_statistics=serving
     )
-    problems = problems_of(anomalies, stop_levels(settings), span_checks.quantile_divergence(ds.frame, previous_bins))
+    deciles = span_checks.quantile_divergence(ds.frame, previous_bins)
+    problems = problems_of(anomalies, stop_levels(settings), deciles, serving_deciles)
     if not pinned:  # the schema's presence limits came from ctloop.yaml: say which key
         problems = [_with_missing_share(p, settings, ds.frame) for p in problems]
     figures, found = span_checks.check(ds.frame, settings, champion_figures)

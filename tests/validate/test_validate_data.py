@@ -418,6 +418,52 @@ def test_a_pinned_schema_wins_over_the_champions(settings, spans, champion, tmp_
     assert "ENUM_TYPE_UNEXPECTED_STRING_VALUES" in kinds(result)["channel"]
 
 
+def logged(spans, tmp_path, change) -> str:
+    """The requests the watcher logged, as its request files hold them: another draw of the span's population,
+    without the label, with ``change`` written into it."""
+    frame = pd.read_parquet(Path(spans["ref"]) / "data.parquet").drop(columns=["default"])
+    change(frame)
+    folder = tmp_path / "requests" / "date=2026-11-30"
+    folder.mkdir(parents=True)
+    frame.assign(puid=[f"p-{n}" for n in range(len(frame))], score=0.5).to_parquet(
+        folder / "window-00000001.parquet", index=False
+    )
+    return str(folder)
+
+
+def test_one_far_out_logged_request_does_not_stop_a_span_on_skew(settings, spans, tmp_path):
+    """One request with a loan amount a thousand times the largest (a hostile or broken client) is logged by the
+    watcher: it stretches TFDV's equal-width histogram of the serving data past the stop level. On this span's
+    deciles the logged rows barely differ, so the span passes and says why."""
+
+    def one_far_out(frame):
+        frame.loc[0, "loan_amount"] = frame["loan_amount"].max() * 1000
+
+    result = run(settings, spans["clean"], serving_data=logged(spans, tmp_path, one_far_out))
+    assert executor.drift_measured(result.anomalies)[("loan_amount", "JENSEN_SHANNON_DIVERGENCE")] >= (
+        settings.gates.data.stop_jsd
+    )
+    assert result.passed, result.errors
+    (said,) = [p.description for p in result.problems
+               if p.feature == "loan_amount" and p.kind == "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH"]  # fmt: skip
+    found = re.search(r"reported; the logged serving data on this span's deciles (\S+): a far-out value", said)
+    assert found and float(found.group(1)) < 0.05, said
+
+
+def test_logged_requests_in_other_units_still_stop_a_span_on_skew(settings, spans, tmp_path):
+    """Every logged loan amount in cents (a client that changed its unit): TFDV's measure and the deciles' both pass
+    the stop level, and the span stops on skew."""
+
+    def in_cents(frame):
+        frame["loan_amount"] = frame["loan_amount"] * 100
+
+    result = run(settings, spans["clean"], serving_data=logged(spans, tmp_path, in_cents))
+    (stopped,) = [p for p in result.errors if p.feature == "loan_amount"]
+    assert stopped.kind == "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH", stopped
+    found = re.search(r"stopped; the logged serving data on this span's deciles ([0-9.]+)", stopped.description)
+    assert found and float(found.group(1)) >= settings.gates.data.stop_jsd, stopped.description
+
+
 def test_a_champion_registered_without_artifacts_is_said_so(settings, spans):
     result = run(settings, spans["clean"], champion=executor.Champion("2"))
     assert result.passed
