@@ -400,10 +400,23 @@ def run(request: Request) -> Result:
             previous_bins = (champion_figures or {}).get("quantile_bins") or {}
         else:
             drift = f"not measured: {whose} version was registered without statistics"
+    numeric = any(f.type == "numeric" for f in settings.features)
+    if previous is not None and not previous_bins and numeric:  # said, so a reader knows what went unchecked
+        if request.previous_statistics:
+            why = "previous statistics hold no rows to take deciles from"
+        elif champion_figures is None:
+            why = f"{whose} version was registered without a data verdict"
+        else:
+            why = f"{whose} span figures have no deciles (registered before they were recorded)"
+        drift += f"; numeric drift judged on TFDV's measure alone and {span_checks.FAR_OUT_VALUES} not checked: {why}"
     serving, skew = None, "not measured: no serving statistics and no logged serving data"
     serving_deciles: dict[str, float] = {}  # the logged rows on this span's deciles, where the rows are at hand
     if request.serving_statistics:
         serving, skew = load_statistics(request.serving_statistics), "measured against serving data"
+        if numeric:
+            skew += (
+                "; numeric skew judged on TFDV's measure alone: serving statistics hold no rows to take deciles from"
+            )
     elif request.serving_data:
         try:
             logged = datasets.read(request.serving_data, "parquet")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import shutil
@@ -242,6 +243,28 @@ def test_a_part_of_the_rows_in_other_units_stops_the_span_on_the_far_out_share(s
     assert problem.kind == "FAR_OUT_VALUES" and "> gates.data.max_far_out_share 0.01" in problem.description
 
 
+def test_where_no_deciles_are_at_hand_the_verdict_says_what_went_unchecked(settings, spans, champion, tmp_path):
+    """A champion registered before its span figures carried deciles, or previous statistics alone: the drift of a
+    numeric feature is judged on TFDV's measure alone and far-out values are not checked, and the verdict says so."""
+    verdict = json.loads(Path(champion.verdict).read_text())
+    del verdict["figures"]["quantile_bins"]
+    older = tmp_path / "anomalies.json"
+    older.write_text(json.dumps(verdict))
+    result = run(settings, spans["clean"], champion=dataclasses.replace(champion, verdict=str(older)))
+    assert result.comparisons["drift"] == (
+        "measured against the champion's (v4) training span; numeric drift judged on TFDV's measure alone and "
+        "FAR_OUT_VALUES not checked: the champion's (v4) span figures have no deciles (registered before they were "
+        "recorded)"
+    )
+    on_statistics = run(settings, spans["clean"], previous_statistics=champion.statistics)
+    assert on_statistics.comparisons["drift"].endswith(
+        "FAR_OUT_VALUES not checked: previous statistics hold no rows to take deciles from"
+    )
+    assert "FAR_OUT_VALUES not checked" in on_statistics.outputs()[spec.SUMMARY_MD].decode()
+    # with the champion's own figures nothing goes unchecked
+    assert run(settings, spans["clean"], champion=champion).comparisons["drift"].endswith("training span")
+
+
 def test_skew_against_serving_data(settings, spans, tmp_path):
     # Serving data is what the model saw in production: the drifted span, without the label.
     serving = tmp_path / "serving"
@@ -255,7 +278,10 @@ def test_skew_against_serving_data(settings, spans, tmp_path):
     result = run(settings, spans["clean"], serving_statistics=str(tmp_path / "serving.pb"))
     skewed = {p.feature for p in result.problems if p.kind.startswith("COMPARATOR_")}
     assert "region" in skewed and "utilization" in skewed
-    assert result.comparisons["skew"] == "measured against serving data"
+    assert result.comparisons["skew"] == (
+        "measured against serving data; numeric skew judged on TFDV's measure alone: serving statistics hold no rows "
+        "to take deciles from"
+    )
 
 
 def test_fingerprint_is_deterministic_and_follows_content(spans, tmp_path):
