@@ -84,10 +84,12 @@ lock: $(UV)
 # work in every image. tests/dev holds the CLI, the local stack and cross-room tests.
 # The suites run in two lanes at once, one per core (most of a suite's time is spent waiting on the servers it
 # starts): dev's suite, the longest (the end-to-end demo), beside the five images' suites one after another. A lane
-# stops at its first failing suite, and each lane's output is printed whole when it ends. TEST_LANES=1 runs them
-# one after another.
+# stops at its first failing suite, and each lane's output is printed whole when it ends; meanwhile each suite's
+# output grows in $(TEST_LOGS)/<suite>.log (`tail -f` it). TEST_LANES=1 runs them one after another.
 TEST_LANES ?= 2
-suite = echo "== tests/core tests/$(1) in $(VENVS)/$(1)"; $(VENVS)/$(1)/bin/python -m pytest tests/core tests/$(1) $(PYTEST_ARGS)
+TEST_LOGS := .test-logs
+suite = mkdir -p $(TEST_LOGS); echo "== tests/core tests/$(1) in $(VENVS)/$(1)"; \
+	PYTHONUNBUFFERED=1 $(VENVS)/$(1)/bin/python -m pytest tests/core tests/$(1) $(PYTEST_ARGS) 2>&1 | tee $(TEST_LOGS)/$(1).log
 
 test: setup
 	$(MAKE) --no-print-directory -j$(TEST_LANES) --output-sync=target PYTEST_ARGS='$(PYTEST_ARGS)' \
@@ -202,4 +204,4 @@ image-tools:
 	fi
 
 clean:
-	rm -rf $(VENVS) .tools .ctloop
+	rm -rf $(VENVS) .tools .ctloop $(TEST_LOGS)
