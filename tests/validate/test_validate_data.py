@@ -484,10 +484,34 @@ def test_logged_requests_in_other_units_still_stop_a_span_on_skew(settings, span
         frame["loan_amount"] = frame["loan_amount"] * 100
 
     result = run(settings, spans["clean"], serving_data=logged(spans, tmp_path, in_cents))
-    (stopped,) = [p for p in result.errors if p.feature == "loan_amount"]
+    (stopped,) = [p for p in result.errors if p.feature == "loan_amount" and p.kind.startswith("COMPARATOR_")]
     assert stopped.kind == "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH", stopped
     found = re.search(r"stopped; the logged serving data on this span's deciles ([0-9.]+)", stopped.description)
     assert found and float(found.group(1)) >= settings.gates.data.stop_jsd, stopped.description
+
+
+def test_a_part_of_the_logged_requests_in_other_units_stops_a_span_on_the_far_out_share(settings, spans, tmp_path):
+    """One client of several sends loan amounts in cents: 5% of the logged requests. The deciles barely move, so
+    skew alone would not stop the span (TFDV's stretched histogram did, before the deciles); the share of logged
+    rows far beyond this span's range does, as for drift, and one far-out request does not."""
+
+    sent = []
+
+    def in_cents(frame):
+        hit = np.random.default_rng(7).random(len(frame)) < 0.05
+        frame["loan_amount"] = np.where(hit, frame["loan_amount"] * 100, frame["loan_amount"])
+        sent.append(frame["loan_amount"].to_numpy())
+
+    result = run(settings, spans["clean"], serving_data=logged(spans, tmp_path, in_cents))
+    assert not any(p.kind.startswith("COMPARATOR_") for p in result.errors), result.errors
+    (problem,) = [p for p in result.errors if p.feature == "loan_amount"]
+    assert problem.kind == "FAR_OUT_VALUES", problem
+    # the expected share from the span's own range: loan amounts are heavy-tailed, so not every cent value is far out
+    low, high = pd.read_parquet(Path(spans["clean"]) / "data.parquet")["loan_amount"].agg(["min", "max"])
+    expected = np.mean((sent[0] > 2 * high - low) | (sent[0] < 2 * low - high))
+    said = re.search(r"([0-9.]+) of the logged serving rows lie beyond this span's range", problem.description)
+    assert said and float(said.group(1)) == pytest.approx(expected, abs=0.0005), problem.description
+    assert "> gates.data.max_far_out_share 0.01" in problem.description
 
 
 def test_a_champion_registered_without_artifacts_is_said_so(settings, spans):
