@@ -220,8 +220,9 @@ def part_basic(period: str) -> dict:
 # part: tfdv (measure 4)
 
 
-def tfdv_drift(prev_stats, cur_stats, label: str | None = LABEL) -> dict:
-    """feature -> TFDV's drift measurement (type and value), every feature compared."""
+def tfdv_divergence(prev_stats, cur_stats, label: str | None = LABEL, skew: bool = False) -> dict:
+    """feature -> TFDV's drift measurement (type and value), every feature compared; with ``skew``, its skew
+    measurement between the training span (``prev_stats``) and serving data (``cur_stats``) instead."""
     import tensorflow_data_validation as tfdv
     from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
 
@@ -230,15 +231,19 @@ def tfdv_drift(prev_stats, cur_stats, label: str | None = LABEL) -> dict:
     for f in schema.feature:
         if f.name == label:
             continue
+        comparator = f.skew_comparator if skew else f.drift_comparator
         if f.type == schema_pb2.BYTES:
-            f.drift_comparator.infinity_norm.threshold = 0.0001
+            comparator.infinity_norm.threshold = 0.0001
         else:
-            f.drift_comparator.jensen_shannon_divergence.threshold = 0.0001
-    anomalies = tfdv.validate_statistics(cur_stats, schema, previous_statistics=prev_stats)
+            comparator.jensen_shannon_divergence.threshold = 0.0001
+    if skew:
+        anomalies = tfdv.validate_statistics(prev_stats, schema, serving_statistics=cur_stats)
+    else:
+        anomalies = tfdv.validate_statistics(cur_stats, schema, previous_statistics=prev_stats)
     out = {}
     for info_ in anomalies.drift_skew_info:
         name = ".".join(info_.path.step)
-        for m in info_.drift_measurements:
+        for m in info_.skew_measurements if skew else info_.drift_measurements:
             out[name] = {"type": kind(m.type), "value": float(m.value)}
     return out
 
@@ -273,7 +278,7 @@ def part_tfdv(period: str) -> dict:
     def inject(row: dict, key: str, feat: str, prev_df, cur_df, prev_stats=None, cur_stats=None) -> None:
         prev_stats = prev_stats if prev_stats is not None else stats(prev_df)
         cur_stats = cur_stats if cur_stats is not None else stats(cur_df)
-        row["injected"][key] = tfdv_drift(prev_stats, cur_stats)[feat]
+        row["injected"][key] = tfdv_divergence(prev_stats, cur_stats)[feat]
         deciles, far = decile_measures(prev_df, cur_df, NUMERIC)
         row["injected_deciles"][key], row["injected_far_out"][key] = deciles[feat], far.get(feat, 0.0)
 
@@ -284,7 +289,7 @@ def part_tfdv(period: str) -> dict:
     for a, b in pairs(span):
         ga, gb = by_period[a], by_period[b]
         deciles, far = decile_measures(ga, gb, NUMERIC)
-        row = {"pair": [a, b], "clean": tfdv_drift(st[a], st[b]), "clean_deciles": deciles,
+        row = {"pair": [a, b], "clean": tfdv_divergence(st[a], st[b]), "clean_deciles": deciles,
                "clean_far_out": far, "injected": {}, "injected_deciles": {},
                "injected_far_out": {}}  # fmt: skip
         for feat in ["distance", "hour"]:
@@ -310,7 +315,7 @@ def part_tfdv(period: str) -> dict:
         for feat in ["carrier", "dest"]:
             hit = rng.random(len(gb)) < 0.2
             bad = gb.assign(**{feat: np.where(hit, "ZZZ_NEW", gb[feat])})
-            row["injected"][f"{feat}: 20% new code"] = tfdv_drift(st[a], stats(bad))[feat]
+            row["injected"][f"{feat}: 20% new code"] = tfdv_divergence(st[a], stats(bad))[feat]
         rows.append(row)
 
     jsd = [v["value"] for r in rows for v in r["clean"].values() if v["type"] == "JENSEN_SHANNON_DIVERGENCE"]
@@ -381,21 +386,6 @@ def part_tfdv(period: str) -> dict:
 # part: skew (the next span against the requests the drift watcher logged over the same period)
 
 
-def tfdv_skew(train_stats, serving_stats) -> dict:
-    """feature -> TFDV's skew measurement between a training span and serving data, numeric features compared."""
-    import tensorflow_data_validation as tfdv
-    from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2
-
-    kind = anomalies_pb2.DriftSkewInfo.Measurement.Type.Name
-    schema = tfdv.infer_schema(train_stats)
-    for f in schema.feature:
-        if f.type != schema_pb2.BYTES:
-            f.skew_comparator.jensen_shannon_divergence.threshold = 0.0001
-    anomalies = tfdv.validate_statistics(train_stats, schema, serving_statistics=serving_stats)
-    return {".".join(i.path.step): float(m.value) for i in anomalies.drift_skew_info for m in i.skew_measurements
-            if kind(m.type) == "JENSEN_SHANNON_DIVERGENCE"}  # fmt: skip
-
-
 def part_skew(period: str) -> dict:
     """Each period's rows split at random into the training span and the requests the watcher logged over the same
     period (features only): no real skew. Then defects of the logged requests: one far-out value (a broken or hostile
@@ -414,9 +404,9 @@ def part_skew(period: str) -> dict:
         return tfdv.generate_statistics_from_dataframe(df[NUMERIC].reset_index(drop=True))
 
     def judged(train, train_stats, logged) -> dict:
-        measured = tfdv_skew(train_stats, stats(logged))
+        measured = tfdv_divergence(train_stats, stats(logged), label=None, skew=True)
         deciles, far = decile_measures(train, logged, NUMERIC)
-        return {k: (round(v, 4), round(deciles[k], 4), round(far.get(k, 0.0), 5)) for k, v in measured.items()
+        return {k: (round(v["value"], 4), round(deciles[k], 4), round(far.get(k, 0.0), 5)) for k, v in measured.items()
                 if k in deciles}  # fmt: skip
 
     rows = []
@@ -482,7 +472,7 @@ def part_weather(period: str) -> dict:
     st = {m: tfdv.generate_statistics_from_dataframe(g) for m, g in by_month.items()}
     rows = []
     for a in sorted(by_month)[:-1]:
-        measured = tfdv_drift(st[a], st[a + 1], label=None)
+        measured = tfdv_divergence(st[a], st[a + 1], label=None)
         deciles, far = decile_measures(by_month[a], by_month[a + 1], WEATHER_NUMERIC)
         for c in WEATHER_NUMERIC:
             if c in measured and c in deciles:

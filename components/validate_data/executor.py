@@ -409,6 +409,8 @@ def run(request: Request) -> Result:
         else:
             why = f"{whose} span figures have no deciles (registered before they were recorded)"
         drift += f"; numeric drift judged on TFDV's measure alone and {span_checks.FAR_OUT_VALUES} not checked: {why}"
+    # This span's figures hold its decile bins, which the logged serving rows are judged on as well.
+    figures, found = span_checks.check(ds.frame, settings, champion_figures)
     serving, skew = None, "not measured: no serving statistics and no logged serving data"
     serving_deciles: dict[str, float] = {}  # the logged rows on this span's deciles, where the rows are at hand
     serving_far_out: list[span_checks.SpanProblem] = []
@@ -425,7 +427,7 @@ def run(request: Request) -> Result:
         except BadInputError as e:  # logged traffic that cannot be read must not stop a span: it is said
             skew = f"not measured: the logged serving data cannot be read ({e})"
         else:
-            bins = span_checks.quantile_bins(ds.frame, settings)
+            bins = figures["quantile_bins"]
             serving_deciles = span_checks.quantile_divergence(logged.frame, bins)
             # a part of the requests in other units moves the deciles too little: as for drift, the share says it
             serving_far_out = span_checks.far_out(logged.frame, bins, settings, "the logged serving rows", "this span")
@@ -453,7 +455,6 @@ def run(request: Request) -> Result:
     problems = problems_of(anomalies, stop_levels(settings), deciles, serving_deciles)
     if not pinned:  # the schema's presence limits came from ctloop.yaml: say which key
         problems = [_with_missing_share(p, settings, ds.frame) for p in problems]
-    figures, found = span_checks.check(ds.frame, settings, champion_figures)
     found += span_checks.far_out(ds.frame, previous_bins, settings) + serving_far_out
     problems += [Problem(p.feature, p.kind, p.severity, p.description) for p in found]
     comparisons = {
