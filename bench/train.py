@@ -23,6 +23,7 @@ from ctloop import config, model_format
 from ctloop.components.train import executor
 from ctloop.components.validate_segments import metrics
 from ctloop.local import demo_data
+from ctloop.segments import segment_masks
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -69,7 +70,7 @@ def bench_evaluation(repeat: int) -> list[dict]:
     }
     out = []
     for label, segments in layouts.items():
-        values = len(metrics.segment_masks(frame, segments))
+        values = len(segment_masks(frame, segments))
         times = sorted(
             timed(lambda s=segments: metrics.evaluate(frame, y, score, 0.3, s, champion_score=champion, resamples=200))
             for _ in range(repeat)

@@ -283,14 +283,15 @@ def drift_measured(
     return out
 
 
-def stop_levels(settings: Settings) -> dict[str, dict[str, tuple[float, str]]]:
-    """feature -> measurement -> the drift that stops a span and the ctloop.yaml key that sets it; a feature's own
-    (higher) report threshold raises it."""
+def stop_levels(settings: Settings, jsd: str = "stop_jsd") -> dict[str, dict[str, tuple[float, str]]]:
+    """feature -> measurement -> the drift that stops a span and the ctloop.yaml key that sets it (``jsd``: the
+    key for numeric features, the whole span's or ``segment_stop_jsd``); a feature's own (higher) report threshold
+    raises it."""
     gate = settings.gates.data
     out = {}
     for f in settings.features:
         measure, stop, key = (
-            ("JENSEN_SHANNON_DIVERGENCE", gate.stop_jsd, "stop_jsd")
+            ("JENSEN_SHANNON_DIVERGENCE", getattr(gate, jsd), jsd)
             if f.type == "numeric"
             else ("L_INFTY", gate.stop_linf, "stop_linf")
         )
@@ -373,6 +374,23 @@ def _champion_figures(champion: Champion | None) -> dict | None:
     return figures or None
 
 
+def _segments_line(settings: Settings, judged: dict[str, int], drift_measured: bool, skipped: list[str]) -> str:
+    """What the per-segment drift and skew were judged on, or why not."""
+    if not settings.segments:
+        return "not judged: ctloop.yaml declares no segments"
+    if not any(f.type == "numeric" for f in settings.features):
+        return "not judged: no numeric feature"
+    least = settings.gates.segments.min_rows
+    parts = [f"{kind} in {n} segment value(s)" for kind, n in judged.items()]
+    line = f"{' and '.join(parts)} with at least gates.segments.min_rows {least} rows on both sides" if parts else ""
+    if drift_measured and "drift" not in judged:
+        line += "; " if line else ""
+        line += ("drift not judged: the previous span's figures have no segment deciles (previous statistics alone, "
+                 "or a champion registered before they were recorded)")  # fmt: skip
+    line = line or "not judged: nothing to compare with"
+    return line + "".join(f"; not told in the logged serving rows: {s}" for s in skipped)
+
+
 def run(request: Request) -> Result:
     """Validate one span. Raises BadInputError when the input cannot be validated at all."""
     settings = request.settings
@@ -409,11 +427,31 @@ def run(request: Request) -> Result:
         else:
             why = f"{whose} span figures have no deciles (registered before they were recorded)"
         drift += f"; numeric drift judged on TFDV's measure alone and {span_checks.FAR_OUT_VALUES} not checked: {why}"
+    previous_segments = None  # segment -> value -> the previous span's deciles: segment_bins
+    if request.reference_uri:
+        previous_segments = span_checks.segment_bins(reference.frame, settings)
+    elif previous_bins:
+        previous_segments = champion_figures.get("segment_bins")
     # This span's figures hold its decile bins, which the logged serving rows are judged on as well.
     figures, found = span_checks.check(ds.frame, settings, champion_figures)
+    levels = stop_levels(settings, "segment_stop_jsd")  # per segment value: numeric features only
+    stops = {name: by["JENSEN_SHANNON_DIVERGENCE"] for name, by in levels.items() if "JENSEN_SHANNON_DIVERGENCE" in by}
+    by_segment = {}  # comparison -> segment values judged
+    in_segments: list[span_checks.SpanProblem] = []
+    if previous_segments is not None:
+        in_segments, by_segment["drift"] = span_checks.segment_shifts(
+            ds.frame,
+            previous_segments,
+            settings,
+            stops,
+            span_checks.SEGMENT_DRIFT,
+            "this span's rows",
+            "the previous span",
+        )
     serving, skew = None, "not measured: no serving statistics and no logged serving data"
     serving_deciles: dict[str, float] = {}  # the logged rows on this span's deciles, where the rows are at hand
     serving_far_out: list[span_checks.SpanProblem] = []
+    skipped_segments: list[str] = []  # segments the logged rows cannot be told into
     if request.serving_statistics:
         serving, skew = load_statistics(request.serving_statistics), "measured against serving data"
         if numeric:
@@ -431,6 +469,11 @@ def run(request: Request) -> Result:
             serving_deciles = span_checks.quantile_divergence(logged.frame, bins)
             # a part of the requests in other units moves the deciles too little: as for drift, the share says it
             serving_far_out = span_checks.far_out(logged.frame, bins, settings, "the logged serving rows", "this span")
+            segment_skew, by_segment["skew"] = span_checks.segment_shifts(
+                logged.frame, figures["segment_bins"], settings, stops, span_checks.SEGMENT_SKEW,
+                "the logged serving rows", "this span", skipped_segments,
+            )  # fmt: skip
+            in_segments += segment_skew
             where = f"the serving data the drift watcher logged ({request.serving_data})"
             skew = f"measured against {where}" if serving is not None else f"not measured: no feature in {where}"
 
@@ -456,6 +499,9 @@ def run(request: Request) -> Result:
     if not pinned:  # the schema's presence limits came from ctloop.yaml: say which key
         problems = [_with_missing_share(p, settings, ds.frame) for p in problems]
     found += span_checks.far_out(ds.frame, previous_bins, settings) + serving_far_out
+    # a feature the whole span already stops on is not listed again per segment value
+    stopped = {p.feature for p in problems + found if p.severity == "ERROR"}
+    found += [p for p in in_segments if p.feature not in stopped]
     problems += [Problem(p.feature, p.kind, p.severity, p.description) for p in found]
     comparisons = {
         "drift": drift,
@@ -463,6 +509,7 @@ def run(request: Request) -> Result:
         "span": f"compared with {whose} training span"
         if champion_figures
         else "not compared: no champion's span figures",
+        "segments": _segments_line(settings, by_segment, previous is not None, skipped_segments),
     }
     return Result(
         stats,

@@ -53,6 +53,7 @@ def markdown(result) -> str:
         f"- schema: {result.schema_source}",
         f"- drift: {result.comparisons['drift']}",
         f"- skew: {result.comparisons['skew']}",
+        f"- per segment: {result.comparisons['segments']}",
         f"- duplicates, labels, categories: {result.comparisons['span']}",
         *_figure_lines(result.figures),
         *[f"- note: {n}" for n in result.notes],

