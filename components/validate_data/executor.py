@@ -427,11 +427,11 @@ def run(request: Request) -> Result:
         else:
             why = f"{whose} span figures have no deciles (registered before they were recorded)"
         drift += f"; numeric drift judged on TFDV's measure alone and {span_checks.FAR_OUT_VALUES} not checked: {why}"
-    previous_segments = None  # segment -> value -> the previous span's deciles: segment_bins
+    previous_segments, of = None, ""  # segment -> value -> the previous span's deciles (segment_bins), and whose
     if request.reference_uri:
-        previous_segments = span_checks.segment_bins(reference.frame, settings)
+        previous_segments, of = span_checks.segment_bins(reference.frame, settings), "the reference span"
     elif previous_bins:
-        previous_segments = champion_figures.get("segment_bins")
+        previous_segments, of = champion_figures.get("segment_bins"), f"{whose} training span"
     # This span's figures hold its decile bins, which the logged serving rows are judged on as well.
     figures, found = span_checks.check(ds.frame, settings, champion_figures)
     levels = stop_levels(settings, "segment_stop_jsd")  # per segment value: numeric features only
@@ -446,7 +446,7 @@ def run(request: Request) -> Result:
             stops,
             span_checks.SEGMENT_DRIFT,
             "this span's rows",
-            "the previous span",
+            of,
         )
     serving, skew = None, "not measured: no serving statistics and no logged serving data"
     serving_deciles: dict[str, float] = {}  # the logged rows on this span's deciles, where the rows are at hand

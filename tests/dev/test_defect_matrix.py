@@ -36,6 +36,12 @@ def _inverted_in(frame: pd.DataFrame, column: str, value: str) -> pd.DataFrame:
     return frame.assign(**{LABEL: np.where(rows, 1 - frame[LABEL], frame[LABEL])})
 
 
+def _in_years_in(frame: pd.DataFrame, column: str, value: str) -> pd.DataFrame:
+    months = frame["credit_history_months"]
+    years = np.where(frame[column] == value, (months / 12).round(), months).astype(months.dtype)
+    return frame.assign(credit_history_months=years)
+
+
 def _new_category(frame: pd.DataFrame) -> pd.DataFrame:
     rows = np.random.default_rng(1).random(len(frame)) < 0.2
     return frame.assign(channel=np.where(rows, "kiosk", frame["channel"]))
@@ -55,6 +61,12 @@ DEFECTS = {
     "labels inverted in one segment": (
         lambda f: _inverted_in(f, "age_band", "18-25"),
         ["champion_sanity", "age_band=18-25"],
+    ),
+    # One region's source sends credit history in years: in range and a fifth of the rows, so the whole span's
+    # measures pass it; within region west, against the champion's recorded deciles for it, it stops.
+    "unit change in one segment (months to years)": (
+        lambda f: _in_years_in(f, "region", "west"),
+        ["SEGMENT_DRIFT", "credit_history_months", "region=west"],
     ),
     "duplicated rows": (lambda f: pd.concat([f, f.sample(frac=0.5, random_state=2)]), ["REPEATED_IDS", ID]),
     "label copy in a feature": (lambda f: f.assign(num_open_accounts=f[LABEL]), ["LABEL_LEAKAGE", "num_open_accounts"]),
