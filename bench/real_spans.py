@@ -486,13 +486,12 @@ def _segment_judgement(before: pd.DataFrame, after: pd.DataFrame, settings) -> d
     names = [f.name for f in settings.features]
     deciles, far = decile_measures(before, after, names)
     stops = {c: (gate.segment_stop_jsd, "segment_stop_jsd") for c in names}
-    found, judged = span_checks.segment_shifts(
-        after, span_checks.segment_bins(before, settings), settings, stops, "SEGMENT", "rows", "before"
-    )
+    bins = span_checks.segment_bins(before, settings)
+    found, judged = span_checks.segment_shifts(after, bins, settings, stops, "SEGMENT", "rows", "before")
     in_segment = {p.feature for p in found}
     whole = {c: deciles.get(c, 0.0) >= gate.stop_jsd or far.get(c, 0.0) > gate.max_far_out_share for c in names}
     # the largest divergence of any judged segment value, to set beside the stop level
-    least, bins, largest = settings.gates.segments.min_rows, span_checks.segment_bins(before, settings), 0.0
+    least, largest = settings.gates.segments.min_rows, 0.0
     for segment in settings.segments:
         for name, value, mask in segment_masks(after, [segment.dict(exclude_none=True)])[1:]:
             theirs = {c: b for c, b in bins.get(name, {}).get(value, {}).items() if sum(b["counts"]) >= least}

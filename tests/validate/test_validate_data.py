@@ -578,7 +578,7 @@ def test_a_segment_the_logged_requests_cannot_be_told_into_is_said(settings, spa
     result = run(settings, spans["clean"], serving_data=served)
     assert result.passed, result.errors
     assert result.comparisons["segments"].endswith(
-        "; not told in the logged serving rows: segment age_band: column 'age_band' is not in the data"
+        "; not told in the logged serving rows: segment 'age_band': column 'age_band' is not in the data"
     )
 
 
