@@ -155,13 +155,40 @@ def columns_to_describe(columns: list[str], settings: Settings) -> list[str]:
     return [c for c in columns if c not in skip]
 
 
+def category_codes(frame: pd.DataFrame, settings: Settings) -> schema_pb2.Schema | None:
+    """A schema that tells TFDV's statistics which integer columns hold category codes (ctloop.yaml's categorical
+    features). Without it TFDV describes them as numbers, and its L-infinity distance is then 0 between any two
+    spans of them, and the largest share against the same codes as text (as the model server takes them)."""
+    hint = schema_pb2.Schema()
+    for f in settings.features:
+        if f.type == "categorical" and f.name in frame.columns and pd.api.types.is_integer_dtype(frame[f.name].dtype):
+            feature = hint.feature.add(name=f.name, type=schema_pb2.INT)
+            feature.int_domain.is_categorical = True
+    return hint if hint.feature else None
+
+
+def codes_described_as_numbers(previous, stats) -> list[str]:
+    """Features this span's statistics describe as categories and the previous ones as numbers (recorded before
+    category codes were described as categories): TFDV would measure their drift as the largest share."""
+
+    def kinds(statistics):
+        return {
+            f.path.step[0] if f.path.step else f.name: f.WhichOneof("stats") for f in statistics.datasets[0].features
+        }
+
+    now, before = kinds(stats), kinds(previous)
+    return sorted(n for n, kind in now.items() if kind == "string_stats" and before.get(n) == "num_stats")
+
+
 def statistics_of(ds: datasets.Dataset, settings: Settings, beam_args: list[str] | None):
     if ds.frame.columns.duplicated().any():
         raise BadInputError(f"{ds.uri}: duplicate column names")
     columns = columns_to_describe(list(ds.frame.columns), settings)
     if settings.data.label not in ds.frame.columns:
         raise BadInputError(f"{ds.uri}: the label column {settings.data.label!r} (data.label) is missing")
-    options = tfdv.StatsOptions(feature_allowlist=columns, label_feature=settings.data.label)
+    options = tfdv.StatsOptions(
+        feature_allowlist=columns, label_feature=settings.data.label, schema=category_codes(ds.frame, settings)
+    )
     if beam_args is None:
         return tfdv.generate_statistics_from_dataframe(ds.frame[columns], stats_options=options)
     from ctloop.components.validate_data import beam_stats
@@ -174,7 +201,8 @@ def serving_statistics_of(ds: datasets.Dataset, settings: Settings):
     columns = [f.name for f in settings.features if f.name in ds.frame.columns]
     if not columns:
         return None
-    return tfdv.generate_statistics_from_dataframe(ds.frame[columns])
+    options = tfdv.StatsOptions(schema=category_codes(ds.frame, settings))
+    return tfdv.generate_statistics_from_dataframe(ds.frame[columns], stats_options=options)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -432,8 +460,14 @@ def run(request: Request) -> Result:
         previous_segments, of = span_checks.segment_bins(reference.frame, settings), "the reference span"
     elif previous_bins:
         previous_segments, of = champion_figures.get("segment_bins"), f"{whose} training span"
+    logged, unreadable = None, None  # the requests the drift watcher logged, where given (and no statistics)
+    if request.serving_data and not request.serving_statistics:
+        try:
+            logged = datasets.read(request.serving_data, "parquet")
+        except BadInputError as e:  # logged traffic that cannot be read must not stop a span: it is said
+            unreadable = e
     # This span's figures hold its decile bins, which the logged serving rows are judged on as well.
-    figures, found = span_checks.check(ds.frame, settings, champion_figures)
+    figures, found = span_checks.check(ds.frame, settings, champion_figures, logged.frame if logged else None)
     levels = stop_levels(settings, "segment_stop_jsd")  # per segment value: numeric features only
     stops = {name: by["JENSEN_SHANNON_DIVERGENCE"] for name, by in levels.items() if "JENSEN_SHANNON_DIVERGENCE" in by}
     by_segment = {}  # comparison -> segment values judged
@@ -458,24 +492,21 @@ def run(request: Request) -> Result:
             skew += (
                 "; numeric skew judged on TFDV's measure alone: serving statistics hold no rows to take deciles from"
             )
-    elif request.serving_data:
-        try:
-            logged = datasets.read(request.serving_data, "parquet")
-            serving = serving_statistics_of(logged, settings)
-        except BadInputError as e:  # logged traffic that cannot be read must not stop a span: it is said
-            skew = f"not measured: the logged serving data cannot be read ({e})"
-        else:
-            bins = figures["quantile_bins"]
-            serving_deciles = span_checks.quantile_divergence(logged.frame, bins)
-            # a part of the requests in other units moves the deciles too little: as for drift, the share says it
-            serving_far_out = span_checks.far_out(logged.frame, bins, settings, "the logged serving rows", "this span")
-            segment_skew, by_segment["skew"] = span_checks.segment_shifts(
-                logged.frame, figures["segment_bins"], settings, stops, span_checks.SEGMENT_SKEW,
-                "the logged serving rows", "this span", skipped_segments,
-            )  # fmt: skip
-            in_segments += segment_skew
-            where = f"the serving data the drift watcher logged ({request.serving_data})"
-            skew = f"measured against {where}" if serving is not None else f"not measured: no feature in {where}"
+    elif unreadable is not None:
+        skew = f"not measured: the logged serving data cannot be read ({unreadable})"
+    elif logged is not None:
+        serving = serving_statistics_of(logged, settings)
+        bins = figures["quantile_bins"]
+        serving_deciles = span_checks.quantile_divergence(logged.frame, bins)
+        # a part of the requests in other units moves the deciles too little: as for drift, the share says it
+        serving_far_out = span_checks.far_out(logged.frame, bins, settings, "the logged serving rows", "this span")
+        segment_skew, by_segment["skew"] = span_checks.segment_shifts(
+            logged.frame, figures["segment_bins"], settings, stops, span_checks.SEGMENT_SKEW,
+            "the logged serving rows", "this span", skipped_segments,
+        )  # fmt: skip
+        in_segments += segment_skew
+        where = f"the serving data the drift watcher logged ({request.serving_data})"
+        skew = f"measured against {where}" if serving is not None else f"not measured: no feature in {where}"
 
     pinned = request.pinned_schema or settings.data.schema_uri
     if pinned:
@@ -491,8 +522,18 @@ def run(request: Request) -> Result:
         notes.append(f"{why[0].upper()}{why[1:]}: the schema was inferred from this span; review it with "
                      "`ctloop schema show` and pin it with `ctloop schema pin`.")  # fmt: skip
 
+    judged_by = schema  # the schema written out stays whole; this copy may leave a drift comparison out
+    if previous is not None and (as_numbers := codes_described_as_numbers(previous, stats)):
+        judged_by = schema_pb2.Schema.FromString(schema.SerializeToString())
+        for feature in judged_by.feature:
+            if feature.name in as_numbers:
+                feature.ClearField("drift_comparator")
+        drift += (
+            f"; categorical drift of {', '.join(as_numbers)} not measured: the statistics compared with describe "
+            "their codes as numbers (recorded before integer codes were described as categories)"
+        )
     anomalies = tfdv.validate_statistics(
-        stats, schema, environment=TRAINING, previous_statistics=previous, serving_statistics=serving
+        stats, judged_by, environment=TRAINING, previous_statistics=previous, serving_statistics=serving
     )
     deciles = span_checks.quantile_divergence(ds.frame, previous_bins)
     problems = problems_of(anomalies, stop_levels(settings), deciles, serving_deciles)

@@ -519,7 +519,11 @@ def _label_shift(own: dict, reference: dict, settings) -> list[SpanProblem]:
     return [SpanProblem(label, LABEL_SHIFT, WARNING if accepted else ERROR, text)]
 
 
-def _new_categories(counts: dict, rows: int, reference: dict, settings, skipped: list[str]) -> list[SpanProblem]:
+def _new_categories(
+    counts: dict, rows: int, reference: dict, settings, skipped: list[str], logged: pd.DataFrame | None
+) -> list[SpanProblem]:
+    """A new value in more rows than the limit stops the span (relabelled codes upstream?), unless the logged
+    requests hold it in as many: then the traffic has it too, and the retrain is how the model learns it."""
     known_lists = reference.get("categories")
     if not known_lists:
         return []
@@ -543,14 +547,36 @@ def _new_categories(counts: dict, rows: int, reference: dict, settings, skipped:
         share = float(new.sum() / rows)
         if share <= limit:
             continue
-        top = ", ".join(repr(v) for v in new.index[:3])
+        in_traffic = pd.Series(dtype=float)
+        if logged is not None and len(logged) and name in logged.columns:
+            in_traffic = _string_counts(*_factorize(logged[name])) / len(logged)
+            in_traffic = in_traffic[in_traffic.index.isin(new.index) & (in_traffic >= limit)]
+        unexplained = new[~new.index.isin(in_traffic.index)]
+        if in_traffic.size:
+            values = ", ".join(f"{v!r} ({new[v] / rows:.3f} of rows, {in_traffic[v]:.3f} of the requests)"
+                               for v in in_traffic.index[:3])  # fmt: skip
+            out.append(
+                SpanProblem(
+                    name,
+                    NEW_CATEGORY,
+                    WARNING,
+                    f"{name}: {len(in_traffic)} value(s) the champion's span never had are in at least "
+                    f"gates.data.max_new_category_share {limit} of the logged requests as well: {values}. The "
+                    "traffic has them: the model learns them from this span",
+                )
+            )
+        share = float(unexplained.sum() / rows)
+        if share <= limit:
+            continue
+        top = ", ".join(repr(v) for v in unexplained.index[:3])
         out.append(
             SpanProblem(
                 name,
                 NEW_CATEGORY,
                 ERROR,
                 f"{name}: {share:.3f} of rows hold a value the champion's span never had > "
-                f"gates.data.max_new_category_share {limit} ({len(new)} new values, most frequent: {top})",
+                f"gates.data.max_new_category_share {limit} ({len(unexplained)} new values, most frequent: {top}). "
+                "Codes relabelled upstream? A value the traffic really has passes once the logged requests hold it",
             )
         )
     return out
@@ -571,13 +597,16 @@ def _leakage(own: dict, settings) -> list[SpanProblem]:
     ]
 
 
-def check(frame: pd.DataFrame, settings, reference: dict | None) -> tuple[dict, list[SpanProblem]]:
+def check(
+    frame: pd.DataFrame, settings, reference: dict | None, logged: pd.DataFrame | None = None
+) -> tuple[dict, list[SpanProblem]]:
     """The span's figures and its problems. ``reference`` is figures() of the champion's training span; None (no
-    champion) runs only the checks that need no reference."""
+    champion) runs only the checks that need no reference. ``logged``: the requests the drift watcher logged, where
+    they are at hand (a new category they hold too is the traffic's, not a defect)."""
     own, counts = _measure(frame, settings)
     problems = _duplicates(own, reference, settings) + _repeated_ids(own, settings)
     if reference is not None:
         problems += _label_shift(own, reference, settings)
-        problems += _new_categories(counts, own["rows"], reference, settings, own["skipped"])
+        problems += _new_categories(counts, own["rows"], reference, settings, own["skipped"], logged)
     problems += _leakage(own, settings)
     return own, problems

@@ -350,6 +350,38 @@ def test_new_categories_against_the_reference(settings):
     assert only(span_checks.check(frame, settings, reference)[1], "NEW_CATEGORY") == []
 
 
+def test_new_categories_the_logged_requests_hold_as_well_are_said_not_stopped(settings):
+    """A value in at least the limit's share of the logged requests is the traffic's; what the span's other new
+    values hold is judged as before. Integer codes in the span and strings in the requests are the same value."""
+    reference = span_checks.figures(clean_frame(seed=20), settings)
+    frame = clean_frame(seed=21)
+    rows = np.random.default_rng(21).choice(len(frame), 200, replace=False)  # 5% of rows
+    frame.loc[rows, "color"] = np.repeat(["magenta", "teal", "ochre", "neon"], [80, 60, 40, 20])
+    frame.loc[frame.index[:100], "grade"] = 7  # 2.5%, a code the reference never had
+    requests = clean_frame(seed=22, rows=1000).drop(columns=["y"])
+    requests["grade"] = requests["grade"].astype(str)  # as the model server takes categories: strings
+    requests.loc[requests.index[:20], "color"] = "magenta"  # 2%: at the limit
+    requests.loc[requests.index[20:30], "color"] = "teal"  # 1%: under it
+    requests.loc[requests.index[30:60], "grade"] = "7"
+
+    def judged(logged):
+        problems = only(span_checks.check(frame, settings, reference, logged)[1], "NEW_CATEGORY")
+        return {(p.feature, p.severity): p.description for p in problems}
+
+    found = judged(requests)
+    assert set(found) == {("color", "WARNING"), ("color", "ERROR"), ("grade", "WARNING")}
+    assert "'magenta' (0.020 of rows, 0.020 of the requests)" in found[("color", "WARNING")]
+    # what is left of color's new values: teal, ochre, neon, 120 rows of 4,000
+    assert (
+        f"{120 / len(frame):.3f} of rows" in found[("color", "ERROR")] and "'magenta'" not in found[("color", "ERROR")]
+    )
+    assert "'7' (0.025 of rows, 0.030 of the requests)" in found[("grade", "WARNING")]
+
+    requests.loc[requests.index[20:40], "color"] = "teal"  # 2%: teal is the traffic's too; 60 rows (1.5%) are left
+    assert set(judged(requests)) == {("color", "WARNING"), ("grade", "WARNING")}
+    assert set(judged(None)) == {("color", "ERROR"), ("grade", "ERROR")}  # no logged requests: as before
+
+
 def test_missing_values_and_float_codes_are_not_new_categories(settings):
     reference = span_checks.figures(clean_frame(seed=22), settings)
     frame = clean_frame(seed=23)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow_data_validation as tfdv
 from tensorflow_metadata.proto.v0 import statistics_pb2
 
 from ctloop import config, datasets
@@ -429,6 +430,93 @@ def test_against_the_champion_a_new_category_share_stops_the_span_naming_the_fea
     assert {(p.feature, p.kind) for p in result.errors} == {("channel", "NEW_CATEGORY")}, result.errors
 
 
+def test_a_new_category_the_logged_requests_hold_as_well_is_the_traffics_and_does_not_stop_the_span(
+    settings, spans, champion, tmp_path
+):
+    """A new channel in 15% of the span's rows stops it as relabelled codes would, unless the requests the watcher
+    logged (those the model refused included: Seldon logs a request before the model answers) hold it too: then
+    the world has it, and this retrain is how the model learns it. Said as a warning with both shares."""
+    new_level = demo_data.NEW_CATEGORY_LEVEL
+    span = pd.read_parquet(Path(spans["newcat"]) / "data.parquet")
+    in_span = float((span["channel"] == new_level).mean())
+
+    def unchanged(frame):
+        pass
+
+    traffic = logged(spans, tmp_path, unchanged, source="newcat")  # the requests of the same days
+    result = run(settings, spans["newcat"], champion=champion, serving_data=traffic)
+    assert result.passed, result.errors
+    said = [p for p in result.problems if p.kind == "NEW_CATEGORY"]
+    assert [(p.feature, p.severity) for p in said] == [("channel", "WARNING")]
+    assert f"{new_level!r} ({in_span:.3f} of rows, {in_span:.3f} of the requests)" in said[0].description
+
+    # Traffic without it (the codes changed in the training data only), or with it in too few requests: stopped.
+    def rare(frame):
+        frame.loc[frame.index[: len(frame) // 100], "channel"] = new_level  # 1%, under the limit of 2%
+
+    for traffic in (logged(spans, tmp_path, unchanged), logged(spans, tmp_path / "rare", rare)):
+        result = run(settings, spans["newcat"], champion=champion, serving_data=traffic)
+        assert {(p.feature, p.kind) for p in result.errors} == {("channel", "NEW_CATEGORY")}, result.errors
+        assert "Codes relabelled upstream?" in result.errors[0].description
+
+
+def _measured(anomalies, feature: str, which: str) -> float:
+    """TFDV's L-infinity distance of ``feature`` (``which``: drift_measurements or skew_measurements)."""
+    for info in anomalies.drift_skew_info:
+        if ".".join(info.path.step) == feature:
+            return max((m.value for m in getattr(info, which)), default=0.0)
+    return 0.0
+
+
+def _linf(a: pd.Series, b: pd.Series) -> float:
+    pa, pb = a.astype(str).value_counts(normalize=True), b.astype(str).value_counts(normalize=True)
+    return float(pa.sub(pb, fill_value=0.0).abs().max())
+
+
+def test_integer_category_codes_are_measured_as_categories_against_codes_as_text(settings, spans, tmp_path):
+    """A categorical feature held as integer codes (a season, a store number): TFDV described it as numbers, so its
+    L-infinity distance was 0 between any two spans, and the largest share against the logged requests, which carry
+    the codes as text (the model server takes categories as strings). Both now equal the distance of the shares."""
+    codes = {"web": 0, "branch": 1, "broker": 2, "mobile": 3, "partner": 4}
+
+    def as_codes(frame):
+        frame["channel"] = frame["channel"].map(lambda v: codes.get(v, 5)).astype("int64")
+
+    def as_text_codes(frame):
+        as_codes(frame)
+        frame["channel"] = frame["channel"].astype(str)
+
+    span_uri = variant(spans, tmp_path, as_codes)
+    span = pd.read_parquet(Path(span_uri) / "data.parquet")
+    traffic = logged(spans, tmp_path, as_text_codes)
+    requests = pd.read_parquet(traffic)
+    result = run(settings, span_uri, serving_data=traffic)
+    assert result.passed, result.errors
+    assert _measured(result.anomalies, "channel", "skew_measurements") == pytest.approx(
+        _linf(span["channel"], requests["channel"]), abs=1e-4
+    )
+
+    # Drift between two spans of codes, one code's share moved: measured (it was 0).
+    moved = tmp_path / "moved"
+    moved.mkdir()
+    earlier = span.copy()
+    earlier.loc[earlier.index[: len(earlier) // 4], "channel"] = 4
+    earlier.to_parquet(moved / "data.parquet", index=False)
+    result = run(settings, span_uri, reference_uri=str(moved))
+    expected = _linf(span["channel"], earlier["channel"])
+    assert expected > 0.15
+    assert _measured(result.anomalies, "channel", "drift_measurements") == pytest.approx(expected, abs=1e-4)
+
+    # A champion's statistics recorded before (the codes as numbers): no comparison of the two, and it is said.
+    columns = executor.columns_to_describe(list(earlier.columns), settings)
+    before = tfdv.generate_statistics_from_dataframe(earlier[columns])
+    (tmp_path / "before.pb").write_bytes(before.SerializeToString())
+    result = run(settings, span_uri, previous_statistics=str(tmp_path / "before.pb"))
+    assert result.passed, result.errors
+    assert _measured(result.anomalies, "channel", "drift_measurements") == 0.0
+    assert "categorical drift of channel not measured" in result.comparisons["drift"]
+
+
 def test_against_the_champion_inverted_labels_stop_the_span(settings, spans, champion, tmp_path):
     def invert(frame):
         frame["default"] = 1 - frame["default"]
@@ -445,12 +533,12 @@ def test_a_pinned_schema_wins_over_the_champions(settings, spans, champion, tmp_
     assert "ENUM_TYPE_UNEXPECTED_STRING_VALUES" in kinds(result)["channel"]
 
 
-def logged(spans, tmp_path, change) -> str:
-    """The requests the watcher logged, as its request files hold them: another draw of the span's population,
-    without the label, with ``change`` written into it."""
-    frame = pd.read_parquet(Path(spans["ref"]) / "data.parquet").drop(columns=["default"])
+def logged(spans, tmp_path, change, source: str = "ref") -> str:
+    """The requests the watcher logged, as its request files hold them: another draw of the span's population
+    (the rows of span ``source``), without the label, with ``change`` written into it."""
+    frame = pd.read_parquet(Path(spans[source]) / "data.parquet").drop(columns=["default"])
     change(frame)
-    folder = tmp_path / "requests" / "date=2026-11-30"
+    folder = tmp_path / "requests" / f"date=2026-11-30-{source}"
     folder.mkdir(parents=True)
     frame.assign(puid=[f"p-{n}" for n in range(len(frame))], score=0.5).to_parquet(
         folder / "window-00000001.parquet", index=False
