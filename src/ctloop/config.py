@@ -512,7 +512,11 @@ class PrometheusEndpoint(_Model):
 
 class MlflowEndpoint(_Model):
     tracking_uri: str = Field("http://127.0.0.1:5500", description="MLflow tracking server.")
-    registered_model: str = Field("ctloop-credit-risk", description="Registered model name.")
+    registered_model: str | None = Field(
+        None,
+        description="Registered model name; unset: ctloop-<name>, so that loops sharing one MLflow server each keep "
+        "their own versions and champion.",
+    )
 
 
 class KfpEndpoint(_Model):
@@ -642,9 +646,9 @@ class Settings(_Model):
             raise ValueError(f"features list the timestamp or id column {sorted(reserved & names)}")
         objective = values["model"].objective
         expected = {
-            TaskType.binary_classification: "binary:",
-            TaskType.regression: "reg:",
-            TaskType.multiclass: "multi:",
+            TaskType.binary_classification: ("binary:",),
+            TaskType.regression: ("reg:", "count:"),  # count:poisson predicts a mean count: a regression
+            TaskType.multiclass: ("multi:",),
         }[data.task]
         if not objective.startswith(expected):
             raise ValueError(f"model.objective {objective!r} does not fit data.task {data.task.value!r}")
@@ -660,6 +664,8 @@ class Settings(_Model):
         for seg in values["segments"]:
             if seg.bins is not None and kinds.get(seg.column) == "categorical":
                 raise ValueError(f"segment {seg.name!r}: bins need a numeric column, {seg.column!r} is categorical")
+        mlflow = values["endpoints"].mlflow
+        mlflow.registered_model = mlflow.registered_model or f"ctloop-{values['name']}"
         return values
 
     def feature(self, name: str) -> Feature:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import textwrap
 
 import pytest
@@ -137,6 +138,29 @@ def test_defaults_fill_what_the_file_leaves_out():
     assert settings.model.objective == "binary:logistic"
     assert settings.gates.segments.floors == {"roc_auc": 0.6}
     assert settings.endpoints.kfp.host is None
+
+
+def test_each_loop_registers_under_its_own_name_unless_told():
+    """Two loops on one MLflow server must not share a registered model: the second would take the first's champion
+    as its own (its schema, figures and scores)."""
+    base = {"data": {"uri": "s3://bucket/spans", "label": "y"}, "features": [{"name": "x", "type": "numeric"}]}
+    bikes = config.parse({**base, "name": "bike-rentals"}, environ={})
+    assert bikes.endpoints.mlflow.registered_model == "ctloop-bike-rentals"
+    assert config.parse(base, environ={}).endpoints.mlflow.registered_model == "ctloop-credit-risk"
+    told = {**base, "name": "bike-rentals", "endpoints": {"mlflow": {"registered_model": "rentals"}}}
+    assert config.parse(told, environ={}).endpoints.mlflow.registered_model == "rentals"
+    # what the pipeline's steps receive: the settings as JSON, read again
+    assert config.parse(json.loads(bikes.json()), environ={}).endpoints.mlflow.registered_model == "ctloop-bike-rentals"
+
+
+def test_a_count_objective_fits_a_regression():
+    base = {"data": {"uri": "s3://bucket/spans", "label": "y", "task": "regression"},
+            "features": [{"name": "x", "type": "numeric"}]}  # fmt: skip
+    assert (
+        config.parse({**base, "model": {"objective": "count:poisson"}}, environ={}).model.objective == "count:poisson"
+    )
+    with pytest.raises(ConfigError, match="does not fit"):
+        config.parse({**base, "model": {"objective": "binary:logistic"}}, environ={})
 
 
 def test_reference_doc_is_current():
