@@ -70,6 +70,12 @@ def config_validate(file: str) -> None:
         f"{file}: valid ({len(settings.features)} features, {len(settings.segments)} segments, "
         f"task {settings.data.task.value}, mode {settings.mode.value})"
     )
+    if settings.data.task.value != "binary_classification":  # said before a run trains for nothing
+        click.echo(
+            f"note: data.task {settings.data.task.value}: train fits it, but validate-segments blesses binary "
+            "classification only (unsupported_task), so no version is registered or served "
+            "(docs/training.md#validate_segments)"
+        )
 
 
 @main.group("data")

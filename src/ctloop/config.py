@@ -71,7 +71,11 @@ class DataSource(_Model):
     uri: str = Field(..., description="Dataset URI: a file or a folder of span files, path, file:// or s3://.")
     format: Literal["auto", "csv", "parquet"] = Field("auto", description="File format; auto reads the suffix.")
     label: str = Field(..., description="Label column.")
-    task: TaskType = Field(TaskType.binary_classification, description="What the model predicts.")
+    task: TaskType = Field(
+        TaskType.binary_classification,
+        description="What the model predicts. The loop blesses, registers and serves binary classification; "
+        "regression and multiclass are trained but not blessed.",
+    )
     timestamp: str | None = Field(None, description="Event-time column, for time-based splits and spans.")
     id_column: str | None = Field(None, description="Row identifier, never used as a feature.")
     schema_uri: str | None = Field(

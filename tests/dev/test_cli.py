@@ -32,6 +32,20 @@ def test_config_validate_accepts_the_example(tmp_path, example_config_text):
     assert "valid" in result.stdout and "14 features" in result.stdout
 
 
+def test_config_validate_says_that_a_regression_is_trained_but_never_blessed(tmp_path, example_config_text):
+    regression = example_config_text.replace("task: binary_classification", "task: regression").replace(
+        'objective: "binary:logistic"', 'objective: "count:poisson"'
+    )
+    (tmp_path / "ctloop.yaml").write_text(regression)
+    result = ctloop("config", "validate", "ctloop.yaml", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert "task regression" in result.stdout
+    assert "note: data.task regression: train fits it, but validate-segments blesses binary classification only" in (
+        result.stdout
+    )
+    assert "note:" not in ctloop("config", "validate", str(ROOT / "ctloop.yaml")).stdout
+
+
 def test_config_validate_rejects_a_broken_file_with_every_key_path(tmp_path, example_config_text):
     broken = example_config_text.replace("task: binary_classification", "task: ranking").replace(
         "  mode: shadow-then-canary", "  mode: shadow-then-canary\n  speed: fast"
