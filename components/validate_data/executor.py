@@ -467,7 +467,7 @@ def run(request: Request) -> Result:
         except BadInputError as e:  # logged traffic that cannot be read must not stop a span: it is said
             unreadable = e
     # This span's figures hold its decile bins, which the logged serving rows are judged on as well.
-    figures, found = span_checks.check(ds.frame, settings, champion_figures, logged.frame if logged else None)
+    figures, found = span_checks.check(ds.frame, settings, champion_figures, None if logged is None else logged.frame)
     levels = stop_levels(settings, "segment_stop_jsd")  # per segment value: numeric features only
     stops = {name: by["JENSEN_SHANNON_DIVERGENCE"] for name, by in levels.items() if "JENSEN_SHANNON_DIVERGENCE" in by}
     by_segment = {}  # comparison -> segment values judged

@@ -668,6 +668,10 @@ class Settings(_Model):
         for seg in values["segments"]:
             if seg.bins is not None and kinds.get(seg.column) == "categorical":
                 raise ValueError(f"segment {seg.name!r}: bins need a numeric column, {seg.column!r} is categorical")
+        return values
+
+    @root_validator(skip_on_failure=True)
+    def _registered_model_of_name(cls, values):
         mlflow = values["endpoints"].mlflow
         mlflow.registered_model = mlflow.registered_model or f"ctloop-{values['name']}"
         return values
