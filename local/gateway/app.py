@@ -23,7 +23,7 @@ from ctloop import metric_names
 from ctloop.contracts import cloudevents, seldon_message
 from ctloop.deployment_target import LocalTarget
 from ctloop.errors import TooLargeError
-from ctloop.local.gateway.predictors import Pool
+from ctloop.local.gateway.predictors import Endpoint, Pool
 from ctloop.request_body import read_limited
 
 log = logging.getLogger(__name__)
@@ -158,10 +158,8 @@ class Gateway:
         )
         self.request_logger.put(logger["url"], body, headers)
 
-    async def _forward(self, key, sdep, predictor, path: str, body: bytes, puid: str, method: str):
-        endpoint = self.pool.endpoints.get((*key, predictor["name"]))
-        if endpoint is None:
-            return None
+    async def _forward(self, key, predictor, endpoint, path: str, body: bytes, puid: str, method: str):
+        """Posts to a process taken from the pool (``Pool.acquire``), and gives it back."""
         labels = {
             "deployment_name": key[1],
             "predictor_name": predictor["name"],
@@ -169,7 +167,6 @@ class Gateway:
             "service": path.rsplit("/", 1)[-1],
             "method": method,
         }
-        endpoint.enter()
         started = time.perf_counter()
         try:
             response = await self.client.post(
@@ -185,7 +182,7 @@ class Gateway:
             log.warning("predictor %s: %s", predictor["name"], e)
             return None
         finally:
-            endpoint.leave()
+            self.pool.release(endpoint)
             image = (
                 predictor["componentSpecs"][0]["spec"]["containers"][0].get("image", "")
                 if predictor.get("componentSpecs")
@@ -201,25 +198,48 @@ class Gateway:
 
     async def _mirror(self, key, sdep, predictor, path, body, puid, method) -> None:
         """A shadow's copy: its answer is logged and dropped; its slowness or failure reaches no client."""
+        endpoint = self.pool.acquire((*key, predictor["name"]))
+        if endpoint is None:  # the shadow left with the table this request was routed by: nothing was sent
+            return
         started = time.perf_counter()
         self._log(sdep, key[0], predictor, cloudevents.REQUEST, puid, body)
-        response = await self._forward(key, sdep, predictor, path, body, puid, method)
+        response = await self._forward(key, predictor, endpoint, path, body, puid, method)
         if response is not None and response.status_code < 400:
             self._log(sdep, key[0], predictor, cloudevents.RESPONSE, puid, response.content)
         # In the cluster a shadow has an executor of its own, which counts its requests like any predictor's:
         # the rollout's shadow checks (errors, latency) read these series.
-        self._observe(key, predictor, path, method, response.status_code if response is not None else 503, started)
+        code = response.status_code if response is not None else 503
+        self._observe(key, predictor, endpoint.version, path, method, code, started)
 
-    def _observe(self, key, predictor: dict, path: str, method: str, code: int, started: float) -> None:
-        endpoint = self.pool.endpoints.get((*key, predictor["name"]))
+    def _observe(self, key, predictor: dict, version: str, path: str, method: str, code: int, started: float) -> None:
         self.server_seconds.labels(
             deployment_name=key[1],
             predictor_name=predictor["name"],
-            predictor_version=endpoint.version if endpoint else "",
+            predictor_version=version,
             service=path.rsplit("/", 1)[-1],
             method=method,
             code=str(code),
         ).observe(time.perf_counter() - started)
+
+    def _route(self, key: tuple[str, str]) -> tuple[dict, dict, Endpoint] | Response:
+        """The deployment, the live predictor chosen by weight, and its process taken from the pool; or the answer
+        that says why there is none.
+
+        The reconcile thread replaces the table first and then stops the predictors that left it, so a predictor
+        chosen by the table of a moment ago may have no process by the time it is taken. The request has gone
+        nowhere yet, so it is routed again by the table as it is now."""
+        for _ in range(3):
+            sdep = self.deployments.get(key)
+            if sdep is None:
+                return JSONResponse({"status": {"code": 404, "info": f"no SeldonDeployment {key[0]}/{key[1]}"}}, 404)
+            live, weights = self._live(sdep["spec"]["predictors"])
+            if not live or sum(weights) <= 0:
+                return JSONResponse({"status": {"code": 503, "info": "no predictor takes traffic"}}, 503)
+            chosen = self.random.choices(live, weights=weights)[0]
+            endpoint = self.pool.acquire((*key, chosen["name"]))
+            if endpoint is not None:
+                return sdep, chosen, endpoint
+        return JSONResponse({"status": {"code": 503, "info": f"predictor {chosen['name']} unavailable"}}, 503)
 
     async def handle(self, request: Request, path: str, method: str, kind: str) -> Response:
         started = time.perf_counter()
@@ -228,24 +248,20 @@ class Gateway:
             body = await read_limited(request, seldon_message.MAX_BYTES, "the model server's limit per message")
         except TooLargeError as e:
             return JSONResponse({"status": {"code": 413, "info": str(e)}}, 413)
-        # Looked up after the last await before routing, so that the table and the processes are current together.
-        sdep = self.deployments.get(key)
-        if sdep is None:
-            return JSONResponse({"status": {"code": 404, "info": f"no SeldonDeployment {key[0]}/{key[1]}"}}, 404)
         puid = request.headers.get("Seldon-Puid") or str(uuid.uuid4())
         if not _PUID.fullmatch(puid):  # it travels on in headers and CloudEvents: visible ASCII only, as Seldon's
             info = "Seldon-Puid: at most 128 visible ASCII characters (a request id, such as a UUID)"
             return JSONResponse({"status": {"code": 400, "info": info}}, 400)
-        predictors = sdep["spec"]["predictors"]
-        live, weights = self._live(predictors)
-        if not live or sum(weights) <= 0:
-            return JSONResponse({"status": {"code": 503, "info": "no predictor takes traffic"}}, 503)
-        chosen = self.random.choices(live, weights=weights)[0]
+        # Routed after the last await before forwarding, so that the table and the processes are current together.
+        routed = self._route(key)
+        if isinstance(routed, Response):
+            return routed
+        sdep, chosen, endpoint = routed
         self._log(sdep, key[0], chosen, kind, puid, body)
         if kind == cloudevents.REQUEST:
-            for shadow in (p for p in predictors if p.get("shadow")):
+            for shadow in (p for p in sdep["spec"]["predictors"] if p.get("shadow")):
                 self._spawn(self._mirror(key, sdep, shadow, path, body, puid, method))
-        response = await self._forward(key, sdep, chosen, path, body, puid, method)
+        response = await self._forward(key, chosen, endpoint, path, body, puid, method)
         if response is None:
             answer = JSONResponse({"status": {"code": 503, "info": f"predictor {chosen['name']} unavailable"}}, 503)
         else:
@@ -253,7 +269,7 @@ class Gateway:
                 self._log(sdep, key[0], chosen, cloudevents.RESPONSE, puid, response.content)
             answer = Response(response.content, response.status_code, media_type="application/json")
         answer.headers["Seldon-Puid"] = puid
-        self._observe(key, chosen, path, method, answer.status_code, started)
+        self._observe(key, chosen, endpoint.version, path, method, answer.status_code, started)
         return answer
 
     # -- the app

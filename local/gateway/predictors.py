@@ -17,7 +17,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -37,16 +37,7 @@ class Endpoint:
     spec_hash: str
     process: subprocess.Popen | None
     version: str = ""
-    inflight: int = 0
-    lock: threading.Lock = field(default_factory=threading.Lock)
-
-    def enter(self) -> None:
-        with self.lock:
-            self.inflight += 1
-
-    def leave(self) -> None:
-        with self.lock:
-            self.inflight -= 1
+    inflight: int = 0  # counted under the pool's lock: see Pool.acquire
 
 
 def spec_hash(predictor: dict) -> str:
@@ -100,6 +91,22 @@ class Pool:
         self.ready_timeout = ready_timeout
         self.drain_timeout = drain_timeout
         self.endpoints: dict[tuple[str, str, str], Endpoint] = {}  # (namespace, deployment, predictor)
+        # The reconcile thread swaps and removes endpoints while the event loop takes them for requests: taking one
+        # and counting it in flight must be one step, or a process could be retired between the two and stopped
+        # under a request that was already on its way to it.
+        self.lock = threading.Lock()
+
+    def acquire(self, key: tuple[str, str, str]) -> Endpoint | None:
+        """The process serving ``key``, counted in flight until ``release``; None once it has left the pool."""
+        with self.lock:
+            endpoint = self.endpoints.get(key)
+            if endpoint is not None:
+                endpoint.inflight += 1
+            return endpoint
+
+    def release(self, endpoint: Endpoint) -> None:
+        with self.lock:
+            endpoint.inflight -= 1
 
     def _start(self, key: tuple[str, str, str], predictor: dict) -> Endpoint:
         port = free_port()
@@ -142,7 +149,7 @@ class Pool:
             process.wait()
 
     def _retire(self, endpoint: Endpoint) -> None:
-        """Stop an endpoint once nothing is in flight on it (or the drain deadline passes)."""
+        """Stop an endpoint, already out of the pool, once nothing is in flight on it (or the drain deadline passes)."""
         deadline = time.monotonic() + self.drain_timeout
         while endpoint.inflight > 0 and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -161,7 +168,9 @@ class Pool:
             current = self.endpoints.get(key)
             if current is not None and current.spec_hash == spec_hash(predictor):
                 continue
-            self.endpoints[key] = self._start(key, predictor)  # the switch: one assignment
+            started = self._start(key, predictor)
+            with self.lock:
+                self.endpoints[key] = started  # the switch
             if current is not None:
                 retired.append(current)
         for endpoint in retired:
@@ -171,13 +180,20 @@ class Pool:
 
     def prune(self, namespace: str, deployment: str, keep: set[str]) -> None:
         """Stop (after their in-flight requests) the processes of this deployment's predictors not in ``keep``."""
-        for key in [k for k in self.endpoints if k[:2] == (namespace, deployment) and k[2] not in keep]:
-            threading.Thread(target=self._retire, args=(self.endpoints.pop(key),), daemon=True).start()
+        with self.lock:
+            left = [
+                self.endpoints.pop(k)
+                for k in list(self.endpoints)
+                if k[:2] == (namespace, deployment) and k[2] not in keep
+            ]
+        for endpoint in left:
+            threading.Thread(target=self._retire, args=(endpoint,), daemon=True).start()
 
     def remove(self, namespace: str, deployment: str) -> None:
         self.prune(namespace, deployment, set())
 
     def stop_all(self) -> None:
-        for endpoint in self.endpoints.values():
+        with self.lock:
+            endpoints, self.endpoints = list(self.endpoints.values()), {}
+        for endpoint in endpoints:
             self._stop(endpoint.process)
-        self.endpoints.clear()

@@ -300,6 +300,52 @@ def test_swapping_a_predictor_under_load_drops_no_request(tmp_path):
     assert len(results) > 100
 
 
+def test_a_request_whose_predictor_leaves_between_routing_and_forwarding_is_routed_again(tmp_path):
+    """The reconcile thread can switch the table and stop a predictor between the moment a request reads the table
+    and the moment it takes the predictor's process (a canary removed by a rollback). That moment is made to
+    happen here: the request, routed to the canary, finds it gone and is answered by the predictor left."""
+    with Running(
+        tmp_path, sdep(predictor("main", 0, model_version="1"), predictor("canary", 100, model_version="2"))
+    ) as g:
+        pool, gateway, after = g.gateway.pool, g.gateway, sdep(predictor("main", 100, model_version="1"))
+        acquire, asked = pool.acquire, []
+
+        def rollback_in_between(key):
+            asked.append(key[2])
+            if key[2] == "canary":  # what Gateway.reconcile does, in its order: the table, then the processes
+                gateway.deployments = {("ctloop", "credit-risk"): after}
+                pool.prune("ctloop", "credit-risk", {"main"})
+            return acquire(key)
+
+        pool.acquire = rollback_in_between
+        with httpx.Client() as client:
+            response = ask(client, g.url)
+        assert response.status_code == 200, response.text
+        assert response.json()["data"]["ndarray"][0] == ["main", "1"]
+        assert asked == ["canary", "main"]
+        assert g.count("canary") == 0
+
+
+def test_a_process_taken_for_a_request_is_stopped_only_once_the_request_gives_it_back(tmp_path):
+    """Taking a process and counting it in flight is one step under the pool's lock: a process removed from the
+    pool is never handed out again, and one handed out is stopped only after it is given back."""
+    pool = Pool(echo_launcher(tmp_path), tmp_path / "predictors", drain_timeout=60)
+    try:
+        pool.reconcile("ctloop", "credit-risk", [predictor("main", 100, model_version="1")])
+        key = ("ctloop", "credit-risk", "main")
+        taken = pool.acquire(key)
+        pool.remove("ctloop", "credit-risk")
+        assert pool.acquire(key) is None
+        assert httpx.post(f"{taken.url}/api/v1.0/predictions", json={}, timeout=10).status_code == 200
+        pool.release(taken)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and taken.process.poll() is None:
+            time.sleep(0.05)
+        assert taken.process.poll() is not None  # stopped once given back, well before the drain deadline
+    finally:
+        pool.stop_all()
+
+
 def test_unknown_deployment_is_a_404_and_metrics_use_seldons_names(tmp_path):
     with Running(tmp_path, sdep(predictor("main", model_version="3"))) as g, httpx.Client() as client:
         assert ask(client, g.url).status_code == 200
