@@ -666,16 +666,18 @@ def _rolling_bikeshare(frame: pd.DataFrame, month: pd.Series) -> dict:
     """validate_data as the pipeline runs it (executor.run, against the champion's registered schema, statistics and
     figures, with the requests the watcher logged), on spans of the last three months, retrained every month.
     Busy hours (250 rentals or more) are the label. The champion is the previous span's; the logged requests are
-    the new month's rows with the categories as text, as the model server takes them (its season codes too). The
-    new season each quarter brings is a new category that the traffic holds as well; a relabelled weather category
-    in the span alone (upstream) is one it does not. Before: the new category judged without the logged requests,
-    and the integer season codes described to TFDV as numbers."""
+    the new month's rows with the categories as text, as the model server takes them (its season codes too), in a
+    folder per day with the time each was logged, as the watcher writes them. The new season each quarter brings is
+    a new category that the traffic holds as well; a relabelled weather category in the span alone (upstream) is
+    one it does not; temperatures in degrees Celsius in the requests alone (a serving client's defect) are a skew.
+    Before: the new category judged without the logged requests, the integer season codes described to TFDV as
+    numbers, and the newest day of requests (what resolve-champion handed on) compared with the whole span."""
     import contextlib
     import tempfile
     from unittest import mock
 
     from ctloop import config
-    from ctloop.components.validate_data import executor, spec
+    from ctloop.components.validate_data import executor, logged_requests, spec
 
     settings = config.parse(BIKESHARE_SETTINGS, environ={})
     time = (
@@ -688,13 +690,15 @@ def _rolling_bikeshare(frame: pd.DataFrame, month: pd.Series) -> dict:
     new_categories = executor.span_checks._new_categories
 
     def as_before(before: bool):
-        """The code before: the codes described as numbers, and new categories judged without the traffic."""
+        """The code before: the codes described as numbers, new categories judged without the traffic, and the
+        logged requests compared with the whole span (the folder given is the newest day's, as it was)."""
         if not before:
             return contextlib.nullcontext()
         stack = contextlib.ExitStack()
         stack.enter_context(mock.patch.object(executor, "category_codes", lambda *_: None))
         without_traffic = lambda *args: new_categories(*args[:-1], None)  # noqa: E731
         stack.enter_context(mock.patch.object(executor.span_checks, "_new_categories", without_traffic))
+        stack.enter_context(mock.patch.object(logged_requests, "_days_of_requests", lambda _: None))
         return stack
 
     def span_of(end: int) -> pd.DataFrame:
@@ -710,17 +714,26 @@ def _rolling_bikeshare(frame: pd.DataFrame, month: pd.Series) -> dict:
         executor.write_outputs(trained, dict(zip((spec.SCHEMA, spec.STATISTICS, spec.ANOMALIES_JSON), map(str, paths))))
         return executor.Champion("1", *map(str, paths))
 
-    def stops(tmp: Path, end: int, champion, before: bool, relabelled: bool) -> list[str]:
-        span = span_of(end)
-        if relabelled:
+    def stops(tmp: Path, end: int, champion, before: bool, defect: str | None) -> list[str]:
+        span, requests = span_of(end), data[month == end].drop(columns=["busy"]).astype({"season": str})
+        if defect == "relabelled":
             span = span.assign(weathersit=span["weathersit"].replace({"clear": "Clear"}))
-        requests = data[month == end].drop(columns=["busy", "time"]).astype({"season": str})
-        folder = tmp / f"{end}-{before}-{relabelled}"
-        (folder / "requests").mkdir(parents=True)
+        if defect == "celsius":
+            requests = requests.assign(temp=(requests["temp"] * 41).round(1))
+        folder = tmp / f"{end}-{before}-{defect}"
+        folder.mkdir()
         span.to_parquet(folder / "data.parquet", index=False)
-        requests.to_parquet(folder / "requests" / "window-0.parquet", index=False)
+        for day, rows in requests.groupby(requests["time"].dt.strftime("%Y-%m-%d")):
+            (folder / "requests" / f"date={day}").mkdir(parents=True)
+            logged_at = rows["time"].astype("int64") // 10**9
+            rows.assign(time=logged_at.astype(float)).to_parquet(
+                folder / "requests" / f"date={day}" / "window-0.parquet", index=False
+            )
+        served = folder / "requests"
+        if before:  # resolve-champion handed on the newest day's folder
+            served = served / f"date={requests['time'].max():%Y-%m-%d}"
         request = executor.Request(data_uri=str(folder / "data.parquet"), settings=settings, champion=champion,
-                                   serving_data=str(folder / "requests"))  # fmt: skip
+                                   serving_data=str(served))  # fmt: skip
         with as_before(before):
             result = executor.run(request)
         return sorted({f"{p.feature}: {p.kind}" for p in result.errors})
@@ -732,8 +745,9 @@ def _rolling_bikeshare(frame: pd.DataFrame, month: pd.Series) -> dict:
             for before in (True, False):
                 champion = champion_of(Path(tmp), end - 1, before)
                 when = "before" if before else "now"
-                row[f"clean_{when}"] = stops(Path(tmp), end, champion, before, relabelled=False)
-                row[f"relabelled_{when}"] = stops(Path(tmp), end, champion, before, relabelled=True)
+                row[f"clean_{when}"] = stops(Path(tmp), end, champion, before, None)
+                row[f"relabelled_{when}"] = stops(Path(tmp), end, champion, before, "relabelled")
+                row[f"celsius_{when}"] = stops(Path(tmp), end, champion, before, "celsius")
             rows.append(row)
 
     def counted(case: str) -> dict:
@@ -742,7 +756,11 @@ def _rolling_bikeshare(frame: pd.DataFrame, month: pd.Series) -> dict:
 
     return {
         "pairs": rows,
-        "summary": {"clean": counted("clean"), "weathersit relabelled in the span": counted("relabelled")},
+        "summary": {
+            "clean": counted("clean"),
+            "weathersit relabelled in the span": counted("relabelled"),
+            "temp in degrees Celsius in the requests": counted("celsius"),
+        },  # fmt: skip
     }
 
 

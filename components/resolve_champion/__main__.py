@@ -29,7 +29,7 @@ def resolve(found: registry.Registry, settings) -> dict[str, str]:
     values = dict.fromkeys([spec.CHAMPION_VERSION, *ARTIFACTS], "")
     # Serving data is there whether or not a champion is: a model may serve before it is promoted.
     where = (settings.endpoints.artifact_store.root, settings.endpoints.seldon.namespace, settings.name)
-    values[spec.SERVING_DATA_URI] = serving_data.latest_requests(*where) or ""
+    values[spec.SERVING_DATA_URI] = serving_data.requests(*where) or ""
     version = found.champion()
     if version is None:
         return values

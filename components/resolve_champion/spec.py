@@ -26,6 +26,6 @@ COMPONENT = Component(
         OutputParameter(CHAMPION_VERDICT_URI, str, "champion_verdict_uri.txt",
                         "its training span's data verdict, with the span's figures (JSON)"),
         OutputParameter(SERVING_DATA_URI, str, "serving_data_uri.txt",
-                        "the newest day of requests the drift watcher logged, for skew"),
+                        "the requests the drift watcher logged, a folder per day, for skew"),
     ],
 )  # fmt: skip

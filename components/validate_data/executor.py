@@ -23,7 +23,7 @@ from google.protobuf.message import DecodeError
 from tensorflow_metadata.proto.v0 import anomalies_pb2, schema_pb2, statistics_pb2
 
 from ctloop import artifacts, datasets
-from ctloop.components.validate_data import report, span_checks, spec
+from ctloop.components.validate_data import logged_requests, report, span_checks, spec
 from ctloop.config import Settings
 from ctloop.contracts.span import Fingerprint
 from ctloop.contracts.verdicts import DataVerdict
@@ -196,13 +196,14 @@ def statistics_of(ds: datasets.Dataset, settings: Settings, beam_args: list[str]
     return beam_stats.generate(ds, options, beam_args)
 
 
-def serving_statistics_of(ds: datasets.Dataset, settings: Settings):
-    """Statistics of the features in logged requests (which also hold answers and ids); None when none is there."""
-    columns = [f.name for f in settings.features if f.name in ds.frame.columns]
+def serving_statistics_of(frame: pd.DataFrame, settings: Settings):
+    """Statistics of the features in logged requests (which also hold answers and ids), or in the span's rows they
+    are compared with; None when no feature is there."""
+    columns = [f.name for f in settings.features if f.name in frame.columns]
     if not columns:
         return None
-    options = tfdv.StatsOptions(schema=category_codes(ds.frame, settings))
-    return tfdv.generate_statistics_from_dataframe(ds.frame[columns], stats_options=options)
+    options = tfdv.StatsOptions(schema=category_codes(frame, settings))
+    return tfdv.generate_statistics_from_dataframe(frame[columns], stats_options=options)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -308,6 +309,26 @@ def drift_measured(
                 if key[1] == "JENSEN_SHANNON_DIVERGENCE" and feature in (on_deciles or {}):
                     value = min(value, on_deciles[feature])
                 out[key] = max(out.get(key, 0.0), value)
+    return out
+
+
+def with_skew(anomalies: anomalies_pb2.Anomalies, skew: anomalies_pb2.Anomalies) -> anomalies_pb2.Anomalies:
+    """``anomalies`` with the skew reasons and measurements of ``skew``, a validation against serving statistics
+    alone (so every comparator reason in it is skew; the rest, the rows of a few days against the schema, is not
+    this span's and is left out)."""
+    out = anomalies_pb2.Anomalies.FromString(anomalies.SerializeToString())
+    kind = anomalies_pb2.AnomalyInfo.Type.Name
+    for name, info in sorted(skew.anomaly_info.items()):
+        reasons = [r for r in info.reason if kind(r.type) in DRIFT_KINDS]
+        if not reasons:
+            continue
+        target = out.anomaly_info[name]
+        if not target.reason:
+            target.CopyFrom(info)
+            del target.reason[:]
+        target.reason.extend(reasons)
+        target.severity = max(target.severity, info.severity)
+    out.drift_skew_info.extend(i for i in skew.drift_skew_info if i.skew_measurements)
     return out
 
 
@@ -463,7 +484,7 @@ def run(request: Request) -> Result:
     logged, unreadable = None, None  # the requests the drift watcher logged, where given (and no statistics)
     if request.serving_data and not request.serving_statistics:
         try:
-            logged = datasets.read(request.serving_data, "parquet")
+            logged = logged_requests.read(request.serving_data, ds.frame, settings)
         except BadInputError as e:  # logged traffic that cannot be read must not stop a span: it is said
             unreadable = e
     # This span's figures hold its decile bins, which the logged serving rows are judged on as well.
@@ -495,18 +516,24 @@ def run(request: Request) -> Result:
     elif unreadable is not None:
         skew = f"not measured: the logged serving data cannot be read ({unreadable})"
     elif logged is not None:
-        serving = serving_statistics_of(logged, settings)
-        bins = figures["quantile_bins"]
-        serving_deciles = span_checks.quantile_divergence(logged.frame, bins)
-        # a part of the requests in other units moves the deciles too little: as for drift, the share says it
-        serving_far_out = span_checks.far_out(logged.frame, bins, settings, "the logged serving rows", "this span")
+        serving = serving_statistics_of(logged.compared, settings)
+        whole = logged.span_rows is None  # else the span's rows of the requests' days (logged_requests)
+        bins = figures["quantile_bins"] if whole else span_checks.quantile_bins(logged.span_rows, settings)
+        serving_deciles = span_checks.quantile_divergence(logged.compared, bins)
+        # a part of the requests in other units moves the deciles too little: as for drift, the share says it. Out
+        # of the whole span's range, not of a week's.
+        serving_far_out = span_checks.far_out(
+            logged.compared, figures["quantile_bins"], settings, "the logged serving rows", "this span"
+        )
         segment_skew, by_segment["skew"] = span_checks.segment_shifts(
-            logged.frame, figures["segment_bins"], settings, stops, span_checks.SEGMENT_SKEW,
-            "the logged serving rows", "this span", skipped_segments,
+            logged.compared, figures["segment_bins"] if whole else span_checks.segment_bins(logged.span_rows, settings),
+            settings, stops, span_checks.SEGMENT_SKEW, "the logged serving rows", "this span", skipped_segments,
         )  # fmt: skip
         in_segments += segment_skew
         where = f"the serving data the drift watcher logged ({request.serving_data})"
-        skew = f"measured against {where}" if serving is not None else f"not measured: no feature in {where}"
+        skew = (
+            f"measured against {where}{logged.said}" if serving is not None else f"not measured: no feature in {where}"
+        )
 
     pinned = request.pinned_schema or settings.data.schema_uri
     if pinned:
@@ -532,9 +559,14 @@ def run(request: Request) -> Result:
             f"; categorical drift of {', '.join(as_numbers)} not measured: the statistics compared with describe "
             "their codes as numbers (recorded before integer codes were described as categories)"
         )
+    skew_of_days = serving is not None and logged is not None and logged.span_rows is not None
     anomalies = tfdv.validate_statistics(
-        stats, judged_by, environment=TRAINING, previous_statistics=previous, serving_statistics=serving
-    )
+        stats, judged_by, environment=TRAINING, previous_statistics=previous,
+        serving_statistics=None if skew_of_days else serving,
+    )  # fmt: skip
+    if skew_of_days:  # TFDV measures skew from the statistics it validates: those of the span's rows of those days
+        days = serving_statistics_of(logged.span_rows, settings)
+        anomalies = with_skew(anomalies, tfdv.validate_statistics(days, judged_by, serving_statistics=serving))
     deciles = span_checks.quantile_divergence(ds.frame, previous_bins)
     problems = problems_of(anomalies, stop_levels(settings), deciles, serving_deciles)
     if not pinned:  # the schema's presence limits came from ctloop.yaml: say which key

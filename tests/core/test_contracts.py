@@ -242,14 +242,20 @@ def test_what_each_webhook_answer_means_to_a_sender(status, outcome):
             retrain.Answer(status, {"error": "no"}).raise_for_refusal()
 
 
-def test_the_newest_day_of_logged_requests_is_found_where_the_watcher_writes(tmp_path):
+def test_the_days_of_logged_requests_are_found_where_the_watcher_writes(tmp_path):
     root = str(tmp_path)
-    assert serving_data.latest_requests(root, "ctloop", "credit-risk") is None
+    assert serving_data.requests(root, "ctloop", "credit-risk") is None
     base = serving_data.base(root, "ctloop", "credit-risk")
     assert base == f"{root}/serving/ctloop/credit-risk"
-    for day in ("2026-11-29", "2026-11-30"):
+    for day in ("2026-11-30", "2026-11-29"):
         folder = tmp_path / "serving" / "ctloop" / "credit-risk" / "requests" / f"date={day}"
         folder.mkdir(parents=True)
         (folder / "window-00000001.parquet").write_bytes(b"PAR1")
-    assert serving_data.latest_requests(root, "ctloop", "credit-risk") == f"{base}/requests/date=2026-11-30"
-    assert serving_data.latest_requests(root, "ctloop", "other") is None
+    assert serving_data.requests(root, "ctloop", "credit-risk") == f"{base}/requests"
+    assert serving_data.days(f"{base}/requests") == {
+        "2026-11-29": f"{base}/requests/date=2026-11-29",
+        "2026-11-30": f"{base}/requests/date=2026-11-30",
+    }
+    assert list(serving_data.days(f"{base}/requests")) == ["2026-11-29", "2026-11-30"]  # oldest first
+    assert serving_data.days(f"{base}/requests/date=2026-11-30") == {}  # a folder of request files itself
+    assert serving_data.requests(root, "ctloop", "other") is None

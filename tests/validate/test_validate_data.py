@@ -620,13 +620,88 @@ def test_skew_against_the_requests_the_watcher_logged(settings, spans, tmp_path)
             folder / f"window-{i:08d}.parquet", index=False
         )
     result = run(settings, spans["clean"], serving_data=str(folder))
-    assert result.comparisons["skew"] == f"measured against the serving data the drift watcher logged ({folder})"
+    assert result.comparisons["skew"] == (
+        f"measured against the serving data the drift watcher logged ({folder}); against the whole span: the logged "
+        "rows say no time"
+    )
     assert {"region", "utilization"} <= {p.feature for p in result.problems if p.kind.startswith("COMPARATOR_")}
     unreadable = tmp_path / "broken"
     unreadable.mkdir()
     (unreadable / "window-00000001.parquet").write_bytes(b"not parquet")
     said = run(settings, spans["clean"], serving_data=str(unreadable))
     assert said.comparisons["skew"].startswith("not measured: the logged serving data cannot be read")
+
+
+def _campaign(frame: pd.DataFrame, days) -> pd.DataFrame:
+    """The broker channel takes every application of ``days``: a feature that follows the calendar."""
+    return frame.assign(channel=frame["channel"].where(~frame["event_date"].isin(days), "broker"))
+
+
+def _requests_by_day(frame: pd.DataFrame, root: Path) -> dict[str, int]:
+    """The rows as the watcher logs them: features, puid, answer and the time each was logged, a folder per day."""
+    written = {}
+    for day, rows in frame.groupby(frame["event_date"].dt.strftime("%Y-%m-%d")):
+        folder = root / f"date={day}"
+        folder.mkdir(parents=True)
+        logged_at = (rows["event_date"] + pd.Timedelta(hours=12)).astype("int64") // 10**9
+        rows.drop(columns=["default", "event_date"]).assign(
+            puid=[f"{day}-{n}" for n in range(len(rows))], score=0.5, time=logged_at.astype(float)
+        ).to_parquet(folder / "window-00000001.parquet", index=False)
+        written[day] = len(rows)
+    return written
+
+
+def test_skew_compares_the_requests_with_the_span_rows_of_the_same_days(settings, spans, tmp_path):
+    """A span of a month whose last nine days are a broker campaign, and the requests of those nine days (another
+    draw): against the whole span the campaign is a skew no defect made; against the span's rows of the days the
+    requests were logged on (the newest week of them) there is none. A unit change in those requests still stops."""
+    span = pd.read_parquet(Path(spans["clean"]) / "data.parquet")
+    days = sorted(span["event_date"].unique())
+    campaign = days[-9:]
+    data = tmp_path / "span"
+    data.mkdir()
+    _campaign(span, campaign).to_parquet(data / "data.parquet", index=False)
+    other = pd.read_parquet(Path(spans["ref"]) / "data.parquet")
+    served = _campaign(other[other["event_date"].isin(campaign)], campaign)
+    written = _requests_by_day(served, tmp_path / "requests")
+    week = sorted(written)[-7:]
+
+    result = run(settings, str(data), serving_data=str(tmp_path / "requests"))
+    assert result.passed, result.errors
+    in_span = int(span["event_date"].isin(pd.to_datetime(week)).sum())
+    between = f"{week[0]}..{week[-1]}"
+    assert result.comparisons["skew"] == (
+        f"measured against the serving data the drift watcher logged ({tmp_path / 'requests'}); the requests of "
+        f"{between}; its {sum(written[d] for d in week):,} rows of {between} against this span's {in_span:,} rows "
+        "of the same days"
+    )
+
+    whole = tmp_path / "whole"  # the same requests without the time they were logged: the whole span
+    whole.mkdir()
+    served.drop(columns=["default", "event_date"]).to_parquet(whole / "window-00000001.parquet", index=False)
+    compared_whole = run(settings, str(data), serving_data=str(whole))
+    assert ("channel", "COMPARATOR_L_INFTY_HIGH") in {(p.feature, p.kind) for p in compared_whole.errors}
+
+    in_years = served.assign(credit_history_months=(served["credit_history_months"] / 12).round())
+    _requests_by_day(in_years, tmp_path / "in-years")
+    defect = run(settings, str(data), serving_data=str(tmp_path / "in-years"))
+    stopped = {(p.feature, p.kind) for p in defect.errors}
+    assert ("credit_history_months", "COMPARATOR_JENSEN_SHANNON_DIVERGENCE_HIGH") in stopped, defect.errors
+    assert "channel" not in {feature for feature, _ in stopped}
+
+
+def test_requests_of_days_outside_the_span_are_compared_with_the_whole_span_and_it_is_said(settings, spans, tmp_path):
+    other = pd.read_parquet(Path(spans["ref"]) / "data.parquet")
+    before = other.assign(event_date=other["event_date"] - pd.Timedelta(days=60))  # logged before the span began
+    written = _requests_by_day(before[before["event_date"] >= before["event_date"].max() - pd.Timedelta(days=2)],
+                               tmp_path / "requests")  # fmt: skip
+    result = run(settings, spans["clean"], serving_data=str(tmp_path / "requests"))
+    days = sorted(written)
+    assert result.comparisons["skew"].endswith(
+        f"; the requests of {days[0]}..{days[-1]}; against the whole span: no day of the logged requests is in "
+        "this span"
+    )
+    assert result.passed, result.errors
 
 
 def _in_years_in_the_west(frame):

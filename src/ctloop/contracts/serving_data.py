@@ -8,7 +8,7 @@ validate_data finds it to measure skew:
 
 from __future__ import annotations
 
-__all__ = ["base", "latest_requests"]
+__all__ = ["base", "days", "requests"]
 
 
 def base(root: str, namespace: str, deployment: str) -> str:
@@ -17,11 +17,19 @@ def base(root: str, namespace: str, deployment: str) -> str:
     return artifacts.join(root, "serving", namespace or "default", deployment or "unknown")
 
 
-def latest_requests(root: str, namespace: str, deployment: str) -> str | None:
-    """The folder of the newest day of requests the watcher wrote for this deployment; None when it wrote none."""
+def days(uri: str) -> dict[str, str]:
+    """The ``date=<day>`` folders under ``uri``, oldest first: day ("2026-11-30") -> folder; empty where it has
+    none (a folder of request files itself)."""
     from ctloop import artifacts
 
-    prefix = artifacts.join(base(root, namespace, deployment), "requests")
-    days = {uri[len(prefix) :].lstrip("/").split("/", 1)[0] for uri in artifacts.list_uris(prefix)}
-    days = sorted(d for d in days if d.startswith("date="))
-    return artifacts.join(prefix, days[-1]) if days else None
+    prefix = uri.rstrip("/")
+    names = {found[len(prefix) :].lstrip("/").split("/", 1)[0] for found in artifacts.list_uris(prefix)}
+    return {name[len("date=") :]: artifacts.join(prefix, name) for name in sorted(names) if name.startswith("date=")}
+
+
+def requests(root: str, namespace: str, deployment: str) -> str | None:
+    """The folder of the days of requests the watcher wrote for this deployment; None when it wrote none."""
+    from ctloop import artifacts
+
+    folder = artifacts.join(base(root, namespace, deployment), "requests")
+    return folder if days(folder) else None
